@@ -1,0 +1,96 @@
+"""Settings: one frozen object, nested by concern, built once at start-up and passed down.
+
+Every setting can be given as an environment variable ``VIBEWATCH_<SECTION>__<NAME>`` (for
+example ``VIBEWATCH_KAFKA__BOOTSTRAP_SERVERS``). Nothing here reads the environment at import
+time: call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.errors import ConfigError
+
+DEFAULT_ARTIFACT = Path(__file__).resolve().parent.parent / "models" / "artifacts" / "default"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
+    readings_topic: str = Field("vibewatch.readings", description="Topic the sensors publish to.")
+    dead_letter_topic: str = Field("vibewatch.dead-letter", description="Where bad messages go.")
+    anomalies_topic: str = Field("vibewatch.anomalies", description="Anomaly events (status changes).")
+    changelog_topic: str = Field("vibewatch.state-changelog", description="Compacted per-engine state.")
+    group_id: str = Field("vibewatch", min_length=1, description="Consumer group of the service.")
+    client_id: str = Field("vibewatch", min_length=1)
+    poll_timeout_ms: int = Field(100, ge=1, le=10_000, description="Longest wait in one poll.")
+    max_poll_records: int = Field(5000, ge=1, le=1_000_000, description="Records per poll.")
+    commit_interval_ms: int = Field(200, ge=1, le=60_000, description="Offset commit interval.")
+    session_timeout_ms: int = Field(10_000, ge=6_000, le=300_000)
+    heartbeat_interval_ms: int = Field(3_000, ge=500, le=100_000)
+    max_message_bytes: int = Field(1_048_576, ge=256, description="Larger messages are dead letters.")
+    auto_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$")
+
+
+class ModelSettings(_Section):
+    artifact_dir: Path = Field(DEFAULT_ARTIFACT, description="Model artifact directory.")
+    window: int = Field(256, ge=2, le=100_000, description="Readings kept per engine for the API.")
+
+
+class ScoringSettings(_Section):
+    warmup_readings: int = Field(30, ge=0, description="Readings per engine before any alarm.")
+    error_decay: float = Field(0.01, gt=0, lt=1, description="EWMA rate of the error statistics.")
+    smoothing: float = Field(0.3, gt=0, le=1, description="EWMA rate of the smoothed error.")
+    warning_score: float = Field(0.8, gt=0, lt=1, description="Score that raises a warning.")
+    alarm_score: float = Field(0.95, gt=0, lt=1, description="Score that raises an alarm.")
+    clear_score: float = Field(0.5, gt=0, lt=1, description="Score below which a status clears.")
+    hold_readings: int = Field(3, ge=1, description="Readings above a level before it is raised.")
+
+
+class ApiSettings(_Section):
+    host: str = Field("127.0.0.1", description="Interface the REST API binds to.")
+    port: int = Field(8000, ge=0, le=65535, description="REST API and /metrics port.")
+    token: SecretStr | None = Field(None, description="Bearer token for mutating endpoints.")
+    max_engine_series: int = Field(
+        1000, ge=0, description="Cap on per-engine anomaly-score metric series."
+    )
+
+
+class Settings(BaseSettings):
+    """All settings of one service instance."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIBEWATCH_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    model: ModelSettings = ModelSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    api: ApiSettings = ApiSettings()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment plus ``overrides``; fail naming the setting."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(name, first["msg"]) from exc
+    s = settings.scoring
+    if not s.clear_score < s.warning_score <= s.alarm_score:
+        raise ConfigError(
+            "scoring.clear_score", "must satisfy clear_score < warning_score <= alarm_score"
+        )
+    if settings.kafka.heartbeat_interval_ms * 3 > settings.kafka.session_timeout_ms:
+        raise ConfigError(
+            "kafka.heartbeat_interval_ms", "must be at most a third of session_timeout_ms"
+        )
+    return settings

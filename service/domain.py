@@ -1,0 +1,66 @@
+"""Domain values shared by the stages. Frozen dataclasses; pydantic only at the edges."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Status(enum.StrEnum):
+    """An engine's health as the scorer sees it."""
+
+    WARMUP = "warmup"
+    NORMAL = "normal"
+    WARNING = "warning"
+    ALARM = "alarm"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One decoded, validated reading. ``ts_ms`` is event time in epoch milliseconds."""
+
+    engine_id: str
+    ts_ms: int
+    values: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePosition:
+    """Where a message came from, for dead letters and logs."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineView:
+    """What the API shows for one engine after its latest processed reading.
+
+    ``predicted`` is the model's prediction of the *next* reading; ``error`` is how far the
+    latest reading was from the prediction made one step earlier (None for the first reading).
+    """
+
+    engine_id: str
+    ts_ms: int
+    values: dict[str, float]
+    predicted: dict[str, float]
+    error: float | None
+    score: float
+    status: Status
+    status_since_ms: int
+    readings: int
+    model_version: str
+    last_seen_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyEvent:
+    """Emitted when an engine's status changes."""
+
+    engine_id: str
+    ts_ms: int
+    previous: Status
+    status: Status
+    score: float
+    model_version: str

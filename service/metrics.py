@@ -1,0 +1,132 @@
+"""Every Prometheus metric of the service, defined against an injected registry.
+
+Names use base units and the standard suffixes. Per-engine series are bounded: the
+``vibewatch_engine_anomaly_score`` gauge keeps at most ``max_engine_series`` engines (the
+ones seen first); engines past the cap are still scored, counted and served by the API,
+just not exported as their own series.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+#: Outcomes of a reading, the label values of ``vibewatch_readings_total``.
+OUTCOMES = ("processed", "invalid", "duplicate", "late")
+
+
+class Metrics:
+    """The service's metrics. Create one per process (or per test) with its own registry."""
+
+    def __init__(self, registry: CollectorRegistry, max_engine_series: int = 1000) -> None:
+        self.registry = registry
+        self.max_engine_series = max_engine_series
+        self._engine_series: set[str] = set()
+        self._lock = threading.Lock()
+
+        self.readings = Counter(
+            "vibewatch_readings_total",
+            "Readings seen, by outcome (processed, invalid, duplicate, late).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.messages = Counter(
+            "vibewatch_messages_total", "Kafka messages consumed from the readings topic.",
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "vibewatch_dead_letters_total",
+            "Messages sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "vibewatch_batch_duration_seconds",
+            "Time to decode, step, score and publish one poll batch.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "vibewatch_batch_readings",
+            "Readings per processed poll batch.",
+            buckets=(1, 10, 100, 1_000, 10_000, 100_000),
+            registry=registry,
+        )
+        self.end_to_end_seconds = Histogram(
+            "vibewatch_end_to_end_latency_seconds",
+            "Reading event time to result visible (state updated, outputs committed).",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "vibewatch_consumer_lag_messages",
+            "Messages behind the end of each owned readings partition.",
+            ["partition"],
+            registry=registry,
+        )
+        self.engines_tracked = Gauge(
+            "vibewatch_engines_tracked", "Engines with state in this instance.", registry=registry
+        )
+        self.engines_by_status = Gauge(
+            "vibewatch_engines_by_status",
+            "Engines tracked by this instance, by status.",
+            ["status"],
+            registry=registry,
+        )
+        self.anomaly_events = Counter(
+            "vibewatch_anomaly_events_total",
+            "Anomaly events (status changes) emitted, by new status.",
+            ["status"],
+            registry=registry,
+        )
+        self.engine_score = Gauge(
+            "vibewatch_engine_anomaly_score",
+            "Latest anomaly score in [0, 1] per engine; at most max_engine_series engines "
+            "(api.max_engine_series) get a series.",
+            ["engine_id"],
+            registry=registry,
+        )
+        self.engine_threshold = Gauge(
+            "vibewatch_engine_anomaly_threshold",
+            "Score at which the engine's status becomes alarm; same series cap as the score.",
+            ["engine_id"],
+            registry=registry,
+        )
+        self.model_info = Info(
+            "vibewatch_model", "The model artifact in use.", registry=registry
+        )
+        self.commit_seconds = Histogram(
+            "vibewatch_commit_duration_seconds",
+            "Time to commit offsets and outputs.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.restore_seconds = Histogram(
+            "vibewatch_restore_duration_seconds",
+            "Time to restore the state of newly assigned partitions.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.up = Gauge(
+            "vibewatch_ready", "1 when the service is ready to process readings.", registry=registry
+        )
+        self.last_processed = Gauge(
+            "vibewatch_last_processed_timestamp_seconds",
+            "Wall-clock time of the last processed batch (Unix seconds).",
+            registry=registry,
+        )
+        for outcome in OUTCOMES:
+            self.readings.labels(outcome)
+
+    def set_engine_score(self, engine_id: str, score: float, threshold: float) -> None:
+        """Export one engine's score, unless the series cap is reached for new engines."""
+        if engine_id not in self._engine_series:
+            with self._lock:
+                if len(self._engine_series) >= self.max_engine_series:
+                    return
+                self._engine_series.add(engine_id)
+        self.engine_score.labels(engine_id).set(score)
+        self.engine_threshold.labels(engine_id).set(threshold)
