@@ -1,0 +1,111 @@
+"""Per-engine scoring as the service runs it: residuals -> error -> score -> status.
+
+All scoring state of an engine is one float64 row (it is checkpointed to the state
+changelog), laid out as ``[readings, smoothed error | scorer state | status state]``.
+Memory per engine is ``state_size`` floats, fixed at construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from service.config import ScoringSettings
+from service.domain import Status
+from service.scoring.scorers import GaussianTail, Scorer
+from service.scoring.stats import FloatArray
+from service.scoring.status import StatusMachine
+
+#: Status code = index into this tuple.
+STATUS_ORDER: tuple[Status, ...] = (Status.WARMUP, Status.NORMAL, Status.WARNING, Status.ALARM)
+
+
+@dataclass(frozen=True)
+class ScoreBatch:
+    """Scores of one reading per engine, in the order of the rows passed to ``update``."""
+
+    error: FloatArray  #: (n,) smoothed scalar error the scorer used
+    threshold: FloatArray  #: (n,) error level at which the score reaches the alarm level
+    score: FloatArray  #: (n,) anomaly score in [0, 1]; higher = more anomalous
+    status: npt.NDArray[np.int8]  #: (n,) index into STATUS_ORDER
+    changed: npt.NDArray[np.bool_]  #: (n,) status differs from before this reading
+
+
+def reduce_residuals(residuals: FloatArray) -> FloatArray:
+    """One non-negative error per reading: the RMS over channels of the scaled residuals."""
+    out: FloatArray = np.sqrt(np.mean(np.square(residuals), axis=1))
+    return out
+
+
+class EngineScoring:
+    """Turns one residual row per engine into scores and statuses; vectorised over engines.
+
+    Called by the pipeline once per batch with the residuals of all engines that got a
+    reading. ``update`` is pure: it returns the new state rows and the caller writes them back.
+    """
+
+    def __init__(
+        self, settings: ScoringSettings, n_channels: int, scorer: Scorer | None = None
+    ) -> None:
+        self.settings = settings
+        self.n_channels = n_channels
+        self.scorer: Scorer = scorer if scorer is not None else GaussianTail(settings.error_decay)
+        self.status = StatusMachine(
+            warmup=settings.warmup_readings,
+            warning=settings.warning_score,
+            alarm=settings.alarm_score,
+            clear=settings.clear_score,
+            hold=settings.hold_readings,
+        )
+        self._s0 = 2
+        self._s1 = self._s0 + self.scorer.state_size
+        self.state_size = self._s1 + self.status.state_size
+
+    def init_state(self, n: int) -> FloatArray:
+        """State rows for ``n`` engines that have seen no reading (status warmup)."""
+        state = np.zeros((n, self.state_size), dtype=np.float64)
+        state[:, self._s0 : self._s1] = self.scorer.init_state(n)
+        state[:, self._s1 :] = self.status.init_state(n)
+        return state
+
+    def update(self, residuals: FloatArray, state: FloatArray) -> tuple[ScoreBatch, FloatArray]:
+        """Score one reading per engine, then learn from it.
+
+        ``residuals`` is ``(n, C)``: actual minus predicted in the model's scaled units, each
+        engine at most once; ``state`` is those engines' ``(n, state_size)`` rows. Returns the
+        scores and the new rows. The reading is scored against statistics that have not yet
+        seen it. Raises ValueError on shape mismatch.
+        """
+        residuals = np.asarray(residuals, dtype=np.float64)
+        if residuals.ndim != 2 or residuals.shape[1] != self.n_channels:
+            raise ValueError(f"residuals must be (n, {self.n_channels}), got {residuals.shape}")
+        if state.shape != (residuals.shape[0], self.state_size):
+            raise ValueError(f"state must be (n, {self.state_size}), got {state.shape}")
+        raw = reduce_residuals(residuals)
+        count, smooth_prev = state[:, 0], state[:, 1]
+        a = self.settings.smoothing
+        smooth = np.where(count > 0, (1.0 - a) * smooth_prev + a * raw, raw)
+
+        sc_state = state[:, self._s0 : self._s1]
+        score = self.scorer.score_many(smooth, sc_state)
+        threshold = self.scorer.error_at(self.settings.alarm_score, sc_state)
+        new_sc_state = self.scorer.learn_many(smooth, sc_state)
+
+        old_status = state[:, self._s1 + 1]
+        status, new_st_state = self.status.update(score, state[:, self._s1 :])
+
+        new_state = np.empty_like(state)
+        new_state[:, 0] = count + 1.0
+        new_state[:, 1] = smooth
+        new_state[:, self._s0 : self._s1] = new_sc_state
+        new_state[:, self._s1 :] = new_st_state
+        batch = ScoreBatch(
+            error=smooth,
+            threshold=threshold,
+            score=score,
+            status=status.astype(np.int8),
+            changed=status != old_status,
+        )
+        return batch, new_state

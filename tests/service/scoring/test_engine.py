@@ -1,0 +1,85 @@
+"""EngineScoring as the pipeline uses it: shapes, warm-up, alarms, hysteresis, purity."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.config import ScoringSettings
+from service.domain import Status
+from service.scoring import STATUS_ORDER, EngineScoring, ScoreBatch
+
+
+def _run(
+    scoring: EngineScoring, residuals: np.ndarray
+) -> tuple[list[ScoreBatch], np.ndarray]:
+    """Feed (T, n, C) residuals one step at a time; return the batches and the final state."""
+    state = scoring.init_state(residuals.shape[1])
+    out = []
+    for r in residuals:
+        batch, state = scoring.update(r, state)
+        out.append(batch)
+    return out, state
+
+
+def test_status_order_codes() -> None:
+    assert STATUS_ORDER.index(Status.WARMUP) == 0
+    assert [s.value for s in STATUS_ORDER] == ["warmup", "normal", "warning", "alarm"]
+
+
+def test_init_state_is_warmup_and_fixed_size() -> None:
+    scoring = EngineScoring(ScoringSettings(), n_channels=2)
+    state = scoring.init_state(5)
+    assert state.shape == (5, scoring.state_size)
+    assert state.dtype == np.float64
+
+
+def test_shapes_dtypes_and_bounds() -> None:
+    scoring = EngineScoring(ScoringSettings(), n_channels=3)
+    rng = np.random.default_rng(0)
+    batches, state = _run(scoring, rng.normal(size=(200, 7, 3)))
+    for b in batches:
+        assert b.error.shape == b.threshold.shape == b.score.shape == (7,)
+        assert b.status.dtype == np.int8 and b.changed.dtype == np.bool_
+        assert np.all((b.score >= 0) & (b.score <= 1))
+    assert state.shape == (7, scoring.state_size)
+
+
+def test_warmup_then_normal_and_spike_raises_alarm_then_clears() -> None:
+    settings = ScoringSettings(warmup_readings=30, hold_readings=3)
+    scoring = EngineScoring(settings, n_channels=1)
+    rng = np.random.default_rng(1)
+    res = rng.normal(scale=0.1, size=(400, 2, 1))
+    res[300:320, 0, 0] += 5.0  # engine 0 goes bad for 20 readings, engine 1 stays healthy
+    batches, _ = _run(scoring, res)
+    status = np.array([b.status for b in batches])
+    assert np.all(status[:30] == STATUS_ORDER.index(Status.WARMUP))
+    assert status[30, 0] == STATUS_ORDER.index(Status.NORMAL)
+    assert np.any(status[300:320, 0] == STATUS_ORDER.index(Status.ALARM))
+    assert not np.any(status[:300, 0] == STATUS_ORDER.index(Status.ALARM))
+    assert not np.any(status[:, 1] >= STATUS_ORDER.index(Status.WARNING))
+    assert status[-1, 0] == STATUS_ORDER.index(Status.NORMAL)
+    changed = np.array([b.changed for b in batches])
+    assert np.array_equal(changed[1:], status[1:] != status[:-1])
+
+
+def test_one_noisy_reading_does_not_flap() -> None:
+    scoring = EngineScoring(ScoringSettings(smoothing=1.0, hold_readings=3), n_channels=1)
+    rng = np.random.default_rng(2)
+    res = rng.normal(scale=0.1, size=(300, 1, 1))
+    res[250, 0, 0] = 50.0
+    batches, _ = _run(scoring, res)
+    assert batches[250].score[0] > 0.99
+    assert all(b.status[0] == STATUS_ORDER.index(Status.NORMAL) for b in batches[40:])
+
+
+def test_update_does_not_mutate_and_is_row_independent() -> None:
+    scoring = EngineScoring(ScoringSettings(), n_channels=1)
+    rng = np.random.default_rng(3)
+    _, state = _run(scoring, rng.normal(size=(50, 4, 1)))
+    before = state.copy()
+    r = rng.normal(size=(4, 1))
+    batch_all, new_all = scoring.update(r, state)
+    assert np.array_equal(state, before)
+    batch_one, new_one = scoring.update(r[[2]], state[[2]])
+    assert np.array_equal(new_one[0], new_all[2])
+    assert batch_one.score[0] == batch_all.score[2]
