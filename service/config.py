@@ -7,6 +7,7 @@ time: call :func:`load_settings`.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ class KafkaSettings(_Section):
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
     readings_topic: str = Field("vibewatch.readings", description="Topic the sensors publish to.")
     dead_letter_topic: str = Field("vibewatch.dead-letter", description="Where bad messages go.")
-    anomalies_topic: str = Field("vibewatch.anomalies", description="Anomaly events (status changes).")
-    changelog_topic: str = Field("vibewatch.state-changelog", description="Compacted per-engine state.")
+    anomalies_topic: str = Field("vibewatch.anomalies", description="Status changes.")
+    changelog_topic: str = Field("vibewatch.state-changelog", description="Engine state.")
     group_id: str = Field("vibewatch", min_length=1, description="Consumer group of the service.")
     client_id: str = Field("vibewatch", min_length=1)
     poll_timeout_ms: int = Field(100, ge=1, le=10_000, description="Longest wait in one poll.")
@@ -35,13 +36,28 @@ class KafkaSettings(_Section):
     commit_interval_ms: int = Field(200, ge=1, le=60_000, description="Offset commit interval.")
     session_timeout_ms: int = Field(10_000, ge=6_000, le=300_000)
     heartbeat_interval_ms: int = Field(3_000, ge=500, le=100_000)
-    max_message_bytes: int = Field(1_048_576, ge=256, description="Larger messages are dead letters.")
+    max_message_bytes: int = Field(1_048_576, ge=256, description="Size limit.")
     auto_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$")
+    exactly_once: bool = Field(True, description="Commit outputs and offsets in one transaction.")
+    instance_id: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="Stable per instance; names the transactional id. Default: host name.",
+    )
+    readings_partitions: int = Field(6, ge=1, le=10_000, description="If the service creates it.")
+    create_topics: bool = Field(True, description="Create missing topics at start-up.")
 
 
 class ModelSettings(_Section):
     artifact_dir: Path = Field(DEFAULT_ARTIFACT, description="Model artifact directory.")
-    window: int = Field(256, ge=2, le=100_000, description="Readings kept per engine for the API.")
+
+
+class StateSettings(_Section):
+    window: int = Field(256, ge=2, le=65_535, description="Readings kept per engine.")
+    max_gap_ms: int = Field(
+        86_400_000, ge=0, description="A longer silence restarts the engine's state (0: never)."
+    )
 
 
 class ScoringSettings(_Section):
@@ -72,6 +88,7 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = KafkaSettings()
     model: ModelSettings = ModelSettings()
+    state: StateSettings = StateSettings()
     scoring: ScoringSettings = ScoringSettings()
     api: ApiSettings = ApiSettings()
 

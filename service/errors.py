@@ -15,7 +15,7 @@ class ConfigError(VibewatchError):
         self.setting = setting
 
 
-class InvalidMessage(VibewatchError):
+class InvalidMessageError(VibewatchError):
     """A readings-topic message that cannot be processed.
 
     ``reason`` is a short machine-readable code (it becomes a dead-letter header and a metric

@@ -1,0 +1,95 @@
+"""Response and request models of the REST API (separate from the domain types)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from service.domain import AnomalyEvent, EngineView, Status
+
+
+def _dt(ts_ms: int) -> datetime:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+
+
+class EngineOut(BaseModel):
+    engine_id: str
+    ts: datetime = Field(description="Event time of the latest processed reading.")
+    values: dict[str, float] = Field(description="The latest reading.")
+    predicted: dict[str, float] = Field(description="Prediction of the next reading.")
+    error: float | None = Field(description="Smoothed prediction error of the latest reading.")
+    score: float = Field(ge=0, le=1, description="Anomaly score; higher is more anomalous.")
+    status: Status
+    status_since: datetime = Field(description="Event time the current status began.")
+    readings: int = Field(description="Readings processed for this engine.")
+    model_version: str
+    last_seen: datetime = Field(description="Wall-clock time the latest reading was processed.")
+
+    @classmethod
+    def of(cls, v: EngineView) -> EngineOut:
+        return cls(
+            engine_id=v.engine_id, ts=_dt(v.ts_ms), values=v.values, predicted=v.predicted,
+            error=v.error, score=v.score, status=v.status, status_since=_dt(v.status_since_ms),
+            readings=v.readings, model_version=v.model_version, last_seen=_dt(v.last_seen_ms),
+        )
+
+
+class EnginePage(BaseModel):
+    total: int = Field(description="Engines matching the filters.")
+    offset: int
+    limit: int
+    engines: list[EngineOut]
+
+
+class HistoryPoint(BaseModel):
+    ts: datetime
+    values: dict[str, float]
+
+
+class HistoryOut(BaseModel):
+    engine_id: str
+    points: list[HistoryPoint]
+
+
+class EventOut(BaseModel):
+    engine_id: str
+    ts: datetime
+    previous: Status
+    status: Status
+    score: float
+    model_version: str
+
+    @classmethod
+    def of(cls, e: AnomalyEvent) -> EventOut:
+        return cls(engine_id=e.engine_id, ts=_dt(e.ts_ms), previous=e.previous, status=e.status,
+                   score=e.score, model_version=e.model_version)
+
+
+class EventPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    events: list[EventOut]
+
+
+class ModelOut(BaseModel):
+    version: str
+    channels: list[str]
+    artifact_dir: str
+    state_size: int
+    card_summary: str = Field(description="First paragraph of the model card, if there is one.")
+
+
+class ReloadIn(BaseModel):
+    artifact_dir: Path = Field(description="Directory of the artifact to switch to.")
+
+
+class Health(BaseModel):
+    status: str
+    detail: str = ""
+
+
+class ErrorOut(BaseModel):
+    detail: str

@@ -1,0 +1,173 @@
+"""Decode and validate readings-topic messages (the contract in DESIGN.md).
+
+A message is either one reading::
+
+    {"engine_id": "engine-042", "ts": "2026-11-25T12:00:00.000Z", "values": {"rms": 0.061}}
+
+or a batch for one engine::
+
+    {"engine_id": "engine-042", "readings": [{"ts": ..., "values": {...}}, ...]}
+
+Anything else raises :class:`~service.errors.InvalidMessageError` with a reason from
+:data:`REASONS`; the pipeline turns it into a dead letter. Validation is hand-written rather
+than pydantic because it runs for every message on the hot path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from service.domain import Reading
+from service.errors import InvalidMessageError
+
+#: Every reason a message can be rejected for; a dead-letter header and a metric label.
+REASONS: tuple[str, ...] = (
+    "oversize",
+    "empty",
+    "not_json",
+    "not_object",
+    "missing_field",
+    "too_many_fields",
+    "bad_engine_id",
+    "key_mismatch",
+    "bad_timestamp",
+    "bad_values",
+    "non_finite",
+    "missing_channel",
+    "empty_batch",
+    "batch_too_large",
+    "bad_reading",
+)
+
+_ENGINE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_TOP_FIELDS = frozenset({"engine_id", "ts", "values", "readings"})
+_READING_FIELDS = frozenset({"ts", "values"})
+# Epoch-millisecond bounds: 2000-01-01 .. 2100-01-01. Anything outside is a unit mistake
+# (seconds or microseconds sent as milliseconds), not a real event time.
+_MIN_TS_MS = 946_684_800_000
+_MAX_TS_MS = 4_102_444_800_000
+
+
+def _parse_ts(raw: object) -> int:
+    if isinstance(raw, bool):
+        raise InvalidMessageError("bad_timestamp", "ts must be RFC 3339 text or epoch milliseconds")
+    if isinstance(raw, int):
+        ts = raw
+    elif isinstance(raw, float) and raw.is_integer():
+        ts = int(raw)
+    elif isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            raise InvalidMessageError("bad_timestamp", f"ts {raw[:40]!r} is not RFC 3339") from None
+        if parsed.tzinfo is None:
+            raise InvalidMessageError("bad_timestamp", f"ts {raw[:40]!r} has no UTC offset")
+        ts = round(parsed.timestamp() * 1000)
+    else:
+        raise InvalidMessageError("bad_timestamp", "ts must be RFC 3339 text or epoch milliseconds")
+    if not _MIN_TS_MS <= ts < _MAX_TS_MS:
+        raise InvalidMessageError("bad_timestamp", f"ts {ts} ms is outside 2000..2100")
+    return ts
+
+
+class MessageDecoder:
+    """Validates messages for a model that needs ``channels``.
+
+    Extra channels in ``values`` and unknown top-level fields are tolerated up to
+    ``max_extra_fields`` each (forward compatibility), beyond that the message is rejected.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[str],
+        *,
+        max_bytes: int = 1_048_576,
+        max_batch: int = 10_000,
+        max_extra_fields: int = 16,
+    ) -> None:
+        if not channels:
+            raise ValueError("a decoder needs at least one channel")
+        self.channels = tuple(channels)
+        self.max_bytes = max_bytes
+        self.max_batch = max_batch
+        self.max_extra_fields = max_extra_fields
+
+    def decode(self, value: bytes | None, key: bytes | None = None) -> list[Reading]:
+        """Decode one message; returns its readings in message order.
+
+        Raises :class:`InvalidMessageError` when any part of the message is invalid (a batch is
+        accepted or rejected whole, so a dead letter always holds a complete message).
+        """
+        if not value:
+            raise InvalidMessageError("empty", "message has no value")
+        if len(value) > self.max_bytes:
+            raise InvalidMessageError("oversize", f"{len(value)} bytes > limit {self.max_bytes}")
+        try:
+            doc = json.loads(value)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidMessageError("not_json", str(exc)[:200]) from None
+        if not isinstance(doc, dict):
+            raise InvalidMessageError("not_object", f"top level is {type(doc).__name__}")
+        engine_id = self._engine_id(doc, key)
+        extra = len(doc.keys() - _TOP_FIELDS)
+        if extra > self.max_extra_fields:
+            raise InvalidMessageError("too_many_fields", f"{extra} unknown fields")
+        if "readings" in doc:
+            if "ts" in doc or "values" in doc:
+                raise InvalidMessageError("bad_reading", "both readings and ts/values")
+            batch = doc["readings"]
+            if not isinstance(batch, list):
+                raise InvalidMessageError("bad_reading", "readings must be a list")
+            if not batch:
+                raise InvalidMessageError("empty_batch", "readings is empty")
+            if len(batch) > self.max_batch:
+                raise InvalidMessageError("batch_too_large", f"{len(batch)} > {self.max_batch}")
+            return [self._reading(engine_id, item, i) for i, item in enumerate(batch)]
+        return [self._reading(engine_id, doc, None)]
+
+    def _engine_id(self, doc: Mapping[str, Any], key: bytes | None) -> str:
+        engine_id = doc.get("engine_id")
+        if engine_id is None:
+            raise InvalidMessageError("missing_field", "engine_id is missing")
+        if not isinstance(engine_id, str) or not _ENGINE_ID.fullmatch(engine_id):
+            raise InvalidMessageError(
+                "bad_engine_id", "engine_id must be 1-64 characters of [A-Za-z0-9._:-]"
+            )
+        if key is not None and key != engine_id.encode():
+            raise InvalidMessageError(
+                "key_mismatch", f"message key {key[:64]!r} differs from engine_id {engine_id!r}"
+            )
+        return engine_id
+
+    def _reading(self, engine_id: str, item: object, index: int | None) -> Reading:
+        where = "" if index is None else f"readings[{index}]: "
+        if not isinstance(item, dict):
+            raise InvalidMessageError("bad_reading", f"{where}reading is not an object")
+        if index is not None and len(item.keys() - _READING_FIELDS) > self.max_extra_fields:
+            raise InvalidMessageError("too_many_fields", f"{where}too many unknown fields")
+        for field in ("ts", "values"):
+            if field not in item:
+                raise InvalidMessageError("missing_field", f"{where}{field} is missing")
+        ts = _parse_ts(item["ts"])
+        raw = item["values"]
+        if not isinstance(raw, dict):
+            raise InvalidMessageError("bad_values", f"{where}values must be an object")
+        if len(raw) > len(self.channels) + self.max_extra_fields:
+            raise InvalidMessageError("too_many_fields", f"{where}{len(raw)} channels in values")
+        values: dict[str, float] = {}
+        for channel in self.channels:
+            if channel not in raw:
+                raise InvalidMessageError("missing_channel", f"{where}no channel {channel!r}")
+            v = raw[channel]
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise InvalidMessageError("bad_values", f"{where}{channel} is not a number")
+            fv = float(v)
+            if not math.isfinite(fv):
+                raise InvalidMessageError("non_finite", f"{where}{channel} is {v!r}")
+            values[channel] = fv
+        return Reading(engine_id, ts, values)

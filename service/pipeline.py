@@ -1,0 +1,358 @@
+"""The Kafka side of the service: consume, process, publish, commit; restore on assignment.
+
+Exactly-once (``kafka.exactly_once``, the default): everything a commit interval produced
+(changelog records with the latest state of each changed engine, anomaly events, dead
+letters) and the consumed offsets are committed in one Kafka transaction. On assignment the
+state of each new partition is restored from the compacted changelog (read_committed) before
+its readings are fetched, so a restarted or rebalanced instance continues exactly where the
+last committed transaction left off.
+
+At-least-once (``exactly_once=false``): the same outputs, plain producer, offsets committed
+after the outputs are flushed. Kept for comparison in the benchmarks.
+
+Any Kafka failure ends the session: the instance drops its state, reports not ready, waits
+with exponential backoff and starts a new session, which restores from the changelog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata
+
+from service.config import KafkaSettings
+from service.domain import Reading, SourcePosition
+from service.errors import InvalidMessageError
+from service.ingest import MessageDecoder
+from service.metrics import Metrics
+from service.outputs import dead_letter_record, event_record
+from service.processor import BatchProcessor, BatchResult
+from service.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+#: Latency samples per commit: observing every reading would cost more than the work.
+_LATENCY_SAMPLES = 64
+
+
+@dataclass
+class _Pending:
+    """Work processed since the last commit."""
+
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    dirty: set[int] = field(default_factory=set)
+    event_ts_ms: list[int] = field(default_factory=list)
+    started: float = 0.0
+    open: bool = False
+
+
+class Pipeline:
+    """Runs the consume-process-commit loop in the calling thread until ``stop`` is set."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        decoder: MessageDecoder,
+        processor: BatchProcessor,
+        metrics: Metrics,
+        *,
+        on_events: Callable[[list[Any]], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.decoder = decoder
+        self.processor = processor
+        self.store = processor.store
+        self.metrics = metrics
+        self.on_events = on_events
+        self.ready = threading.Event()
+        # Held while processing; rebalance callbacks and model swaps wait for it.
+        self.processing_lock = threading.RLock()
+        self._to_restore: set[TopicPartition] = set()
+        self._pending = _Pending()
+        self._consumer: KafkaConsumer | None = None
+        self._producer: KafkaProducer | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Process until ``stop`` is set; then commit what is pending and leave the group."""
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                self._session(stop)
+                backoff = 0.5
+            except Exception:
+                log.exception("Kafka session failed; retrying in %.1f s", backoff)
+                self.ready.clear()
+                self.metrics.up.set(0)
+                self._close(commit=False)
+                self.store.clear()
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        self._close(commit=True)
+
+    def _session(self, stop: threading.Event) -> None:
+        s = self.settings
+        if s.create_topics:
+            ensure_topics(s)
+        self._producer = self._make_producer()
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers.split(","),
+            group_id=s.group_id,
+            client_id=f"{s.client_id}-{s.instance_id}",
+            enable_auto_commit=False,
+            auto_offset_reset=s.auto_offset_reset,
+            isolation_level="read_committed",
+            max_poll_records=s.max_poll_records,
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms,
+            max_partition_fetch_bytes=max(s.max_message_bytes * 2, 1 << 20),
+            fetch_max_bytes=max(s.max_message_bytes * 4, 50 << 20),
+        )
+        self._consumer.subscribe([s.readings_topic], listener=_Listener(self))
+        while not stop.is_set():
+            records = self._consumer.poll(timeout_ms=s.poll_timeout_ms)
+            if self._to_restore:
+                self._restore()
+            self.ready.set()
+            self.metrics.up.set(1)
+            if records:
+                with self.processing_lock:
+                    self._handle(records)
+            if self._pending.open and (
+                time.monotonic() - self._pending.started >= s.commit_interval_ms / 1000
+            ):
+                with self.processing_lock:
+                    self._commit()
+            self._update_lag()
+
+    def _make_producer(self) -> KafkaProducer:
+        s = self.settings
+        common: dict[str, Any] = {
+            "bootstrap_servers": s.bootstrap_servers.split(","),
+            "client_id": f"{s.client_id}-{s.instance_id}-producer",
+            "linger_ms": 5,
+            "batch_size": 256 * 1024,
+            "max_request_size": max(s.max_message_bytes + 65536, 1 << 20),
+            "compression_type": "lz4",
+        }
+        if s.exactly_once:
+            producer = KafkaProducer(
+                transactional_id=f"{s.group_id}-{s.instance_id}", acks="all", **common
+            )
+            producer.init_transactions()
+            return producer
+        return KafkaProducer(acks="all", **common)
+
+    def _close(self, *, commit: bool) -> None:
+        with self.processing_lock:
+            if commit and self._pending.open:
+                try:
+                    self._commit()
+                except Exception:
+                    log.exception("final commit failed; the next owner reprocesses from the last")
+            consumer, producer = self._consumer, self._producer
+            self._consumer = self._producer = None
+            self._pending = _Pending()
+        if consumer is not None:
+            try:
+                consumer.close(autocommit=False)
+            except Exception:
+                log.exception("closing the consumer failed")
+        if producer is not None:
+            try:
+                producer.close(timeout=5)
+            except Exception:
+                log.exception("closing the producer failed")
+        self.ready.clear()
+        self.metrics.up.set(0)
+
+    # -- processing ----------------------------------------------------------------------
+    def _handle(self, records: dict[TopicPartition, list[Any]]) -> None:
+        assert self._producer is not None
+        started = time.perf_counter()
+        p = self._pending
+        if not p.open:
+            if self.settings.exactly_once:
+                self._producer.begin_transaction()
+            p.open, p.started = True, time.monotonic()
+        readings: list[Reading] = []
+        parts: list[int] = []
+        n_messages = 0
+        for tp, batch in records.items():
+            for rec in batch:
+                n_messages += 1
+                try:
+                    rs = self.decoder.decode(rec.value, rec.key)
+                except InvalidMessageError as exc:
+                    self._dead_letter(tp, rec, exc)
+                    continue
+                readings.extend(rs)
+                parts.extend([tp.partition] * len(rs))
+            if batch:
+                p.offsets[tp] = batch[-1].offset + 1
+        result = self.processor.process(readings, parts)
+        self._publish(result)
+        m = self.metrics
+        m.messages.inc(n_messages)
+        m.readings.labels("processed").inc(result.processed)
+        m.readings.labels("duplicate").inc(result.duplicate)
+        m.readings.labels("late").inc(result.late)
+        m.batch_size.observe(result.processed)
+        m.batch_seconds.observe(time.perf_counter() - started)
+
+    def _dead_letter(self, tp: TopicPartition, rec: Any, exc: InvalidMessageError) -> None:
+        assert self._producer is not None
+        log.warning(
+            "dead letter %s[%d]@%d: %s", tp.topic, tp.partition, rec.offset, exc
+        )
+        key, value, headers = dead_letter_record(
+            rec.key, rec.value, rec.headers,
+            SourcePosition(tp.topic, tp.partition, rec.offset), exc.reason, exc.detail,
+        )
+        self._producer.send(self.settings.dead_letter_topic, value=value, key=key, headers=headers)
+        self.metrics.readings.labels("invalid").inc()
+        self.metrics.dead_letters.labels(exc.reason).inc()
+
+    def _publish(self, result: BatchResult) -> None:
+        assert self._producer is not None
+        for event in result.events:
+            key, value, _ = event_record(event)
+            self._producer.send(self.settings.anomalies_topic, value=value, key=key)
+            self.metrics.anomaly_events.labels(str(event.status)).inc()
+        if result.events and self.on_events is not None:
+            self.on_events(result.events)
+        self._pending.dirty |= result.dirty
+        self._pending.event_ts_ms.extend(result.event_ts_ms[-_LATENCY_SAMPLES:])
+
+    def _commit(self) -> None:
+        """Write the changelog and commit outputs + offsets (one transaction when EOS)."""
+        assert self._producer is not None and self._consumer is not None
+        p = self._pending
+        started = time.perf_counter()
+        store = self.store
+        with store.lock:
+            for slot in p.dirty:
+                engine_id = store.ids[slot]
+                if engine_id:
+                    self._producer.send(
+                        self.settings.changelog_topic,
+                        key=engine_id.encode(),
+                        value=store.encode_row(slot),
+                        partition=int(store.partition[slot]),
+                    )
+        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in p.offsets.items()}
+        if self.settings.exactly_once:
+            if offsets:
+                self._producer.send_offsets_to_transaction(
+                    offsets, self._consumer.group_metadata()
+                )
+            self._producer.commit_transaction()
+        else:
+            self._producer.flush()
+            if offsets:
+                self._consumer.commit(offsets)
+        now = time.time()
+        ts = p.event_ts_ms
+        step = max(1, len(ts) // _LATENCY_SAMPLES)
+        for t in ts[::step]:
+            self.metrics.end_to_end_seconds.observe(max(0.0, now - t / 1000))
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        self.metrics.last_processed.set(now)
+        self._pending = _Pending()
+        self._refresh_gauges()
+
+    def _refresh_gauges(self) -> None:
+        from service.views import status_counts  # local: views imports nothing Kafka
+
+        m, store = self.metrics, self.store
+        m.engines_tracked.set(len(store))
+        for status, n in status_counts(store, self.processor.statuses).items():
+            m.engines_by_status.labels(str(status)).set(n)
+        with store.lock:
+            for slot in store.index.values():
+                m.set_engine_score(store.ids[slot], float(store.score[slot]),
+                                   float(store.threshold[slot]))
+
+    def _update_lag(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is not None:
+                self.metrics.consumer_lag.labels(str(tp.partition)).set(
+                    max(0, high - consumer.position(tp))
+                )
+
+    # -- rebalance -----------------------------------------------------------------------
+    def on_revoked(self, partitions: set[TopicPartition]) -> None:
+        """Commit what is pending, then forget the engines of the revoked partitions."""
+        with self.processing_lock:
+            if self._pending.open:
+                self._commit()
+            n = self.store.drop_partitions({tp.partition for tp in partitions})
+            self._to_restore -= set(partitions)
+            for tp in partitions:
+                with contextlib.suppress(KeyError):
+                    self.metrics.consumer_lag.remove(str(tp.partition))
+        log.info("revoked %s (%d engines dropped)", sorted(p.partition for p in partitions), n)
+
+    def on_lost(self, partitions: set[TopicPartition]) -> None:
+        """Forced out of the group: abort what is pending (it cannot commit) and forget."""
+        with self.processing_lock:
+            if self._pending.open and self.settings.exactly_once and self._producer:
+                try:
+                    self._producer.abort_transaction()
+                except Exception:
+                    log.exception("abort after losing partitions failed")
+            self._pending = _Pending()
+            self.store.drop_partitions({tp.partition for tp in partitions})
+
+    def on_assigned(self, partitions: set[TopicPartition]) -> None:
+        """Pause the new partitions; the loop restores their state, then resumes them."""
+        fresh = set(partitions)
+        if fresh and self._consumer is not None:
+            self._consumer.pause(*fresh)
+            self._to_restore |= fresh
+        log.info("assigned %s", sorted(p.partition for p in partitions))
+
+    def _restore(self) -> None:
+        from service.restore import restore_partitions
+
+        assert self._consumer is not None
+        todo = sorted(self._to_restore, key=lambda tp: tp.partition)
+        started = time.perf_counter()
+        with self.processing_lock:
+            n = restore_partitions(
+                self.settings, [tp.partition for tp in todo], self.store,
+                self.processor.scorer.init_state(1)[0],
+            )
+            self._to_restore.clear()
+            self._consumer.resume(*todo)
+        took = time.perf_counter() - started
+        self.metrics.restore_seconds.observe(took)
+        self.metrics.engines_tracked.set(len(self.store))
+        log.info("restored %d engines of partitions %s in %.3f s",
+                 n, [tp.partition for tp in todo], took)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.pipeline.on_revoked(set(revoked))
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.pipeline.on_assigned(set(assigned))
+
+    def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        self.pipeline.on_lost(set(lost))

@@ -1,0 +1,77 @@
+"""Restore engine state from the compacted changelog topic."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from kafka import KafkaConsumer, TopicPartition
+
+from service.config import KafkaSettings
+from service.state import F64, EngineStore
+
+log = logging.getLogger(__name__)
+
+
+def restore_partitions(
+    s: KafkaSettings,
+    partitions: Sequence[int],
+    store: EngineStore,
+    init_score: F64,
+    *,
+    timeout_s: float = 300.0,
+) -> int:
+    """Load the latest committed state of every engine of ``partitions`` into ``store``.
+
+    Called by the pipeline, with the partitions paused, after they were assigned. Reads each
+    changelog partition from the beginning to its last stable offset (read_committed, so an
+    aborted or still open transaction is never restored). Records written with other
+    dimensions (another window length or model) are skipped and their engines start afresh;
+    an empty value (tombstone) forgets the engine. Returns the number of engines restored.
+    Raises ``TimeoutError`` when the end is not reached within ``timeout_s``.
+    """
+    if not partitions:
+        return 0
+    tps = [TopicPartition(s.changelog_topic, p) for p in partitions]
+    consumer = KafkaConsumer(
+        bootstrap_servers=s.bootstrap_servers.split(","),
+        client_id=f"{s.client_id}-{s.instance_id}-restore",
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_poll_records=50_000,
+        fetch_max_bytes=64 << 20,
+        max_partition_fetch_bytes=16 << 20,
+    )
+    restored: set[str] = set()
+    skipped = 0
+    try:
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+        remaining = {tp for tp in tps if end[tp] > consumer.position(tp)}
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"changelog restore of {sorted(partitions)} timed out")
+            for records in consumer.poll(timeout_ms=200).values():
+                for rec in records:
+                    engine_id = rec.key.decode()
+                    if not rec.value:
+                        store.forget(engine_id)
+                        restored.discard(engine_id)
+                        continue
+                    try:
+                        store.restore_row(engine_id, rec.value, init_score)
+                        restored.add(engine_id)
+                    except ValueError as exc:
+                        skipped += 1
+                        store.forget(engine_id)
+                        log.warning("changelog record of %s skipped: %s", engine_id, exc)
+            remaining = {tp for tp in remaining if consumer.position(tp) < end[tp]}
+    finally:
+        consumer.close()
+    if skipped:
+        log.warning("%d changelog records did not fit this model; those engines re-warm", skipped)
+    return len(restored)

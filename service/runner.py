@@ -1,0 +1,68 @@
+"""``vibewatch serve``: the streaming service with its REST API and /metrics."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from service.config import load_settings
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Consume readings from Kafka, advance each engine's LSTM state, score anomalies, and "
+        "serve the REST API (OpenAPI at /docs) and Prometheus metrics (/metrics) on one port. "
+        "Every setting is also read from VIBEWATCH_* environment variables; flags win."
+    )
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (kafka.bootstrap_servers)")
+    parser.add_argument("--artifact", help="model artifact directory (model.artifact_dir)")
+    parser.add_argument("--host", help="API interface (api.host, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="API port (api.port, default 8000)")
+    parser.add_argument("--group", help="consumer group (kafka.group_id)")
+    parser.add_argument("--instance-id", help="stable instance id (kafka.instance_id)")
+    parser.add_argument("--topic", help="readings topic (kafka.readings_topic)")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    kafka = {k: v for k, v in {
+        "bootstrap_servers": args.bootstrap, "group_id": args.group,
+        "instance_id": args.instance_id, "readings_topic": args.topic,
+    }.items() if v is not None}
+    api = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
+    out: dict[str, Any] = {}
+    if kafka:
+        out["kafka"] = kafka
+    if api:
+        out["api"] = api
+    if args.artifact:
+        out["model"] = {"artifact_dir": args.artifact}
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.api import create_app
+    from service.runtime import Runtime
+
+    overrides = _overrides(args)
+    settings = load_settings()
+    if overrides:
+        merged = settings.model_dump()
+        for section, values in overrides.items():
+            merged[section].update(values)
+        settings = load_settings(**merged)
+    # Fail at start-up, before binding the port, if the artifact is unusable.
+    runtime = Runtime(settings)
+    log.info(
+        "model %s (%s); Kafka %s topic %s; API on http://%s:%d (docs at /docs, metrics at "
+        "/metrics)", runtime.model.version, settings.model.artifact_dir,
+        settings.kafka.bootstrap_servers, settings.kafka.readings_topic,
+        settings.api.host, settings.api.port,
+    )
+    app = create_app(lambda: runtime)
+    uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning")
+    return 0

@@ -1,0 +1,115 @@
+"""The one wiring point: settings -> model, scoring, store, processor, pipeline thread.
+
+The API factory receives a :class:`Runtime`; tests build one without Kafka
+(``start_pipeline=False``) and feed its processor directly.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from service.config import Settings
+from service.domain import AnomalyEvent
+from service.errors import ArtifactError
+from service.ingest import MessageDecoder
+from service.metrics import Metrics
+from service.model import StreamingModel, load_streaming_model
+from service.pipeline import Pipeline
+from service.processor import BatchProcessor
+from service.scoring import STATUS_ORDER, EngineScoring
+from service.state import EngineStore
+
+log = logging.getLogger(__name__)
+
+#: Anomaly events kept in memory for the API (newest last). Bounded: older ones are on the
+#: anomalies topic.
+RECENT_EVENTS = 10_000
+
+
+class Runtime:
+    """Everything one service instance runs; built once at start-up from the settings."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = Metrics(self.registry, settings.api.max_engine_series)
+        self.model: StreamingModel = load_streaming_model(settings.model.artifact_dir)
+        self.scoring = EngineScoring(settings.scoring, len(self.model.channels))
+        self.store = EngineStore(
+            window=settings.state.window,
+            channels=len(self.model.channels),
+            model_state_size=self.model.state_size,
+            score_state_size=self.scoring.state_size,
+        )
+        self.processor = BatchProcessor(
+            self.model, self.scoring, self.store, STATUS_ORDER,
+            max_gap_ms=settings.state.max_gap_ms,
+        )
+        self.decoder = MessageDecoder(
+            self.model.channels, max_bytes=settings.kafka.max_message_bytes
+        )
+        self.events: collections.deque[AnomalyEvent] = collections.deque(maxlen=RECENT_EVENTS)
+        self.pipeline = Pipeline(
+            settings.kafka, self.decoder, self.processor, self.metrics,
+            on_events=self.events.extend,
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._set_model_info()
+
+    def _set_model_info(self) -> None:
+        self.metrics.model_info.info({
+            "version": self.model.version,
+            "channels": ",".join(self.model.channels),
+            "artifact": str(self.settings.model.artifact_dir),
+        })
+
+    @property
+    def ready(self) -> bool:
+        return self.pipeline.ready.is_set()
+
+    def start(self) -> None:
+        """Start the pipeline thread (idempotent)."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self.pipeline.run, args=(self._stop,), name="pipeline", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the current batch, commit, leave the group; wait up to ``timeout`` s."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def reload_model(self, artifact_dir: Path) -> StreamingModel:
+        """Switch to another artifact without losing per-engine state.
+
+        The new model must read the same channels. Every engine's recurrent state is
+        re-warmed from its window; scoring statistics are kept. Raises ArtifactError when the
+        artifact cannot be loaded or does not fit.
+        """
+        new = load_streaming_model(artifact_dir)
+        if new.channels != self.model.channels:
+            raise ArtifactError(
+                str(artifact_dir / "manifest.json"),
+                f"channels {list(new.channels)} differ from the running model's "
+                f"{list(self.model.channels)}",
+            )
+        with self.pipeline.processing_lock, self.store.lock:
+            self.store.resize_model_state(new.state_size)
+            self.model = new
+            self.processor.model = new
+            slots = self.store.active_slots()
+            self.processor.rewarm(slots)
+        self._set_model_info()
+        log.info("model %s loaded from %s; %d engines re-warmed",
+                 new.version, artifact_dir, len(slots))
+        return new

@@ -1,0 +1,238 @@
+"""Per-engine state as a struct of arrays, one row per engine.
+
+Memory contract: every engine ever seen by this instance keeps one row until its partition
+is revoked (``drop``). Per engine that is ``window * channels * 4`` bytes of ring window,
+``model_state_size * 4`` bytes of recurrent state, ``score_state_size * 8`` bytes of scoring
+statistics and about 60 bytes of bookkeeping: ~1.8 KB for a 256-reading window, one channel
+and an LSTM(64). If the engine key space grows without bound, memory grows without bound.
+
+The store is written by the pipeline thread only; readers (the API) take :attr:`lock`.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+_NO_TS = np.iinfo(np.int64).min
+
+
+class EngineStore:
+    """Rows of per-engine state; grows by doubling."""
+
+    def __init__(
+        self, *, window: int, channels: int, model_state_size: int, score_state_size: int
+    ) -> None:
+        self.window = window
+        self.channels = channels
+        self.model_state_size = model_state_size
+        self.score_state_size = score_state_size
+        self.lock = threading.RLock()
+        self.index: dict[str, int] = {}
+        self.ids: list[str] = []
+        self._free: list[int] = []
+        self._alloc(0, 1024)
+
+    # -- storage -------------------------------------------------------------------------
+    def _alloc(self, old: int, cap: int) -> None:
+        def grow(name: str, shape: tuple[int, ...], dtype: type, fill: float | int = 0) -> None:
+            new: npt.NDArray[Any] = np.full((cap, *shape), fill, dtype=dtype)
+            if old:
+                new[:old] = getattr(self, name)[:old]
+            setattr(self, name, new)
+
+        grow("model_state", (self.model_state_size,), np.float32)
+        grow("ring", (self.window, self.channels), np.float32)
+        grow("ring_ts", (self.window,), np.int64)
+        grow("count", (), np.int64)
+        grow("last_ts", (), np.int64, _NO_TS)
+        grow("last_pred", (self.channels,), np.float64)
+        grow("has_pred", (), np.bool_)
+        grow("score_state", (self.score_state_size,), np.float64)
+        grow("status_since", (), np.int64)
+        grow("last_seen", (), np.int64)
+        grow("partition", (), np.int32)
+        grow("status", (), np.int8)
+        grow("score", (), np.float64)
+        grow("error", (), np.float64, np.nan)
+        grow("threshold", (), np.float64, np.nan)
+        grow("resets", (), np.int32)
+        self.capacity = cap
+
+    model_state: F32
+    ring: F32
+    ring_ts: I64
+    count: I64
+    last_ts: I64
+    last_pred: F64
+    has_pred: npt.NDArray[np.bool_]
+    score_state: F64
+    status_since: I64
+    last_seen: I64
+    partition: npt.NDArray[np.int32]
+    status: npt.NDArray[np.int8]
+    score: F64
+    error: F64
+    threshold: F64
+    resets: npt.NDArray[np.int32]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def slots_for(
+        self, engine_ids: Iterable[str], partitions: Iterable[int], init_score: F64
+    ) -> tuple[npt.NDArray[np.intp], list[int]]:
+        """Row numbers for ``engine_ids``, creating rows for new engines.
+
+        ``init_score`` is the scorer's initial state row. Returns the rows and the positions
+        (in ``engine_ids``) of engines that were new.
+        """
+        out: list[int] = []
+        new: list[int] = []
+        for i, (engine_id, part) in enumerate(zip(engine_ids, partitions, strict=True)):
+            slot = self.index.get(engine_id)
+            if slot is None:
+                slot = self._new_slot(engine_id, init_score)
+                self.partition[slot] = part
+                new.append(i)
+            out.append(slot)
+        return np.asarray(out, dtype=np.intp), new
+
+    def _new_slot(self, engine_id: str, init_score: F64) -> int:
+        if self._free:
+            slot = self._free.pop()
+            self.ids[slot] = engine_id
+        else:
+            slot = len(self.ids)
+            if slot >= self.capacity:
+                self._alloc(self.capacity, self.capacity * 2)
+            self.ids.append(engine_id)
+        self.index[engine_id] = slot
+        self._reset_row(slot, init_score)
+        return slot
+
+    def _reset_row(self, slot: int, init_score: F64) -> None:
+        self.model_state[slot] = 0.0
+        self.ring[slot] = 0.0
+        self.ring_ts[slot] = 0
+        self.count[slot] = 0
+        self.last_ts[slot] = _NO_TS
+        self.last_pred[slot] = 0.0
+        self.has_pred[slot] = False
+        self.score_state[slot] = init_score
+        self.status_since[slot] = 0
+        self.last_seen[slot] = 0
+        self.status[slot] = 0
+        self.score[slot] = 0.0
+        self.error[slot] = np.nan
+        self.threshold[slot] = np.nan
+        self.resets[slot] = 0
+
+    def drop_partitions(self, partitions: set[int]) -> int:
+        """Forget every engine of ``partitions`` (after they were revoked); returns how many."""
+        with self.lock:
+            gone = [e for e, s in self.index.items() if int(self.partition[s]) in partitions]
+            for engine_id in gone:
+                slot = self.index.pop(engine_id)
+                self.ids[slot] = ""
+                self._free.append(slot)
+            return len(gone)
+
+    def forget(self, engine_id: str) -> None:
+        """Drop one engine (a changelog tombstone or an unusable record)."""
+        with self.lock:
+            slot = self.index.pop(engine_id, None)
+            if slot is not None:
+                self.ids[slot] = ""
+                self._free.append(slot)
+
+    def active_slots(self) -> npt.NDArray[np.intp]:
+        """Rows of every tracked engine."""
+        with self.lock:
+            return np.fromiter(self.index.values(), dtype=np.intp, count=len(self.index))
+
+    def resize_model_state(self, size: int) -> None:
+        """Give every row a zeroed recurrent state of ``size`` floats (a model swap)."""
+        with self.lock:
+            if size != self.model_state_size:
+                self.model_state = np.zeros((self.capacity, size), dtype=np.float32)
+                self.model_state_size = size
+
+    def clear(self) -> None:
+        """Forget every engine (the session ended; state comes back from the changelog)."""
+        with self.lock:
+            self.index.clear()
+            self.ids.clear()
+            self._free.clear()
+
+    # -- window --------------------------------------------------------------------------
+    def push(self, slots: npt.NDArray[np.intp], values: F64, ts: I64) -> None:
+        """Append one reading to each row's ring window and advance its counters."""
+        pos = self.count[slots] % self.window
+        self.ring[slots, pos] = values
+        self.ring_ts[slots, pos] = ts
+        self.count[slots] += 1
+        self.last_ts[slots] = ts
+
+    def history(self, slot: int) -> tuple[I64, F32]:
+        """The window of ``slot`` oldest first: (timestamps, values (n, channels))."""
+        n = int(min(self.count[slot], self.window))
+        end = int(self.count[slot] % self.window)
+        order = (np.arange(end - n, end) % self.window).astype(np.intp)
+        return self.ring_ts[slot, order].copy(), self.ring[slot, order].copy()
+
+    # -- changelog records ----------------------------------------------------------------
+    _ROW_FIELDS = (
+        "model_state", "ring", "ring_ts", "count", "last_ts", "last_pred", "has_pred",
+        "score_state", "status_since", "last_seen", "partition", "status", "score", "error",
+        "threshold", "resets",
+    )
+
+    def encode_row(self, slot: int) -> bytes:
+        """The full state of one row as bytes (a changelog value); restored bit for bit."""
+        head = _HEADER.pack(
+            _MAGIC, self.window, self.channels, self.model_state_size, self.score_state_size
+        )
+        return head + b"".join(
+            np.ascontiguousarray(getattr(self, f)[slot]).tobytes() for f in self._ROW_FIELDS
+        )
+
+    def restore_row(self, engine_id: str, data: bytes, init_score: F64) -> None:
+        """Overwrite (or create) ``engine_id``'s row from :meth:`encode_row` bytes.
+
+        Raises ``ValueError`` when the record was written with other dimensions (another
+        window length or model), so the caller can re-warm that engine instead.
+        """
+        if len(data) < _HEADER.size:
+            raise ValueError("state record too short")
+        magic, *dims = _HEADER.unpack_from(data)
+        expected = [self.window, self.channels, self.model_state_size, self.score_state_size]
+        if magic != _MAGIC or dims != expected:
+            raise ValueError(f"state record dims {dims} differ from {expected}")
+        with self.lock:
+            slot = self.index.get(engine_id)
+            if slot is None:
+                slot = self._new_slot(engine_id, init_score)
+            off = _HEADER.size
+            for f in self._ROW_FIELDS:
+                arr = getattr(self, f)
+                row = arr[slot]
+                n = row.nbytes if isinstance(row, np.ndarray) else arr.itemsize
+                chunk = np.frombuffer(data, dtype=arr.dtype, count=n // arr.itemsize, offset=off)
+                arr[slot] = chunk.reshape(arr.shape[1:])
+                off += n
+            if off != len(data):
+                raise ValueError("state record has trailing bytes")
+
+
+_HEADER = struct.Struct("<4sHHHH")
+_MAGIC = b"VWS1"

@@ -1,0 +1,74 @@
+"""Read-only views of the engine store for the API and the gauges."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from service.domain import EngineView, Status
+from service.state import EngineStore
+
+
+def _opt(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def engine_view(
+    store: EngineStore, engine_id: str, channels: Sequence[str], statuses: Sequence[Status],
+    model_version: str,
+) -> EngineView | None:
+    """The current view of one engine, or None when this instance does not track it."""
+    with store.lock:
+        slot = store.index.get(engine_id)
+        if slot is None or store.count[slot] == 0:
+            return None
+        pos = int((store.count[slot] - 1) % store.window)
+        latest = store.ring[slot, pos]
+        return EngineView(
+            engine_id=engine_id,
+            ts_ms=int(store.last_ts[slot]),
+            values={c: float(latest[i]) for i, c in enumerate(channels)},
+            predicted={c: float(store.last_pred[slot, i]) for i, c in enumerate(channels)},
+            error=_opt(float(store.error[slot])),
+            score=float(store.score[slot]),
+            status=statuses[int(store.status[slot])],
+            status_since_ms=int(store.status_since[slot]),
+            readings=int(store.count[slot]),
+            model_version=model_version,
+            last_seen_ms=int(store.last_seen[slot]),
+        )
+
+
+def all_views(
+    store: EngineStore, channels: Sequence[str], statuses: Sequence[Status], model_version: str
+) -> list[EngineView]:
+    """Views of every tracked engine (unsorted)."""
+    with store.lock:
+        ids = list(store.index)
+        views = [engine_view(store, e, channels, statuses, model_version) for e in ids]
+    return [v for v in views if v is not None]
+
+
+def status_counts(store: EngineStore, statuses: Sequence[Status]) -> dict[Status, int]:
+    """How many tracked engines are in each status."""
+    with store.lock:
+        slots = np.fromiter(store.index.values(), dtype=np.intp, count=len(store.index))
+        counts = np.bincount(store.status[slots], minlength=len(statuses))
+    return {status: int(counts[i]) for i, status in enumerate(statuses)}
+
+
+def history(
+    store: EngineStore, engine_id: str, channels: Sequence[str]
+) -> list[tuple[int, dict[str, float]]] | None:
+    """The engine's window, oldest first, as (ts_ms, values); None when not tracked."""
+    with store.lock:
+        slot = store.index.get(engine_id)
+        if slot is None:
+            return None
+        ts, values = store.history(slot)
+    return [
+        (int(t), {c: float(v[i]) for i, c in enumerate(channels)})
+        for t, v in zip(ts, values, strict=True)
+    ]
