@@ -20,7 +20,7 @@ from service.ingest import MessageDecoder
 from service.metrics import Metrics
 from service.model import StreamingModel, load_streaming_model
 from service.pipeline import Pipeline
-from service.processor import BatchProcessor
+from service.processor import BatchProcessor, StepModel
 from service.scoring import STATUS_ORDER, EngineScoring
 from service.state import EngineStore
 
@@ -34,11 +34,23 @@ RECENT_EVENTS = 10_000
 class Runtime:
     """Everything one service instance runs; built once at start-up from the settings."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        model: StepModel | None = None,
+    ) -> None:
+        """Load the model (unless ``model`` is given: unit tests) and wire the stages.
+
+        Raises ArtifactError when the configured artifact is unusable.
+        """
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry, settings.api.max_engine_series)
-        self.model: StreamingModel = load_streaming_model(settings.model.artifact_dir)
+        self.artifact_dir = settings.model.artifact_dir
+        self.model: StepModel = (
+            model if model is not None else load_streaming_model(self.artifact_dir)
+        )
         self.scoring = EngineScoring(settings.scoring, len(self.model.channels))
         self.store = EngineStore(
             window=settings.state.window,
@@ -66,7 +78,7 @@ class Runtime:
         self.metrics.model_info.info({
             "version": self.model.version,
             "channels": ",".join(self.model.channels),
-            "artifact": str(self.settings.model.artifact_dir),
+            "artifact": str(self.artifact_dir),
         })
 
     @property
@@ -107,6 +119,7 @@ class Runtime:
             self.store.resize_model_state(new.state_size)
             self.model = new
             self.processor.model = new
+            self.artifact_dir = artifact_dir
             slots = self.store.active_slots()
             self.processor.rewarm(slots)
         self._set_model_info()

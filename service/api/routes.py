@@ -107,7 +107,7 @@ def list_events(
 ) -> EventPage:
     """Recent anomaly events (status changes), newest first."""
     if since is not None and until is not None and since > until:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "since is after until")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "since is after until")
     lo = int(since.timestamp() * 1000) if since else None
     hi = int(until.timestamp() * 1000) if until else None
     events = [
@@ -121,12 +121,12 @@ def list_events(
 
 def _model_out(runtime: RuntimeDep) -> ModelOut:
     m = runtime.model
-    card = m.path / "model_card.md"
+    card = runtime.artifact_dir / "model_card.md"
     summary = ""
     if card.is_file():
         paras = [p.strip() for p in card.read_text().split("\n\n") if p.strip()]
         summary = next((p for p in paras if not p.startswith("#")), "")
-    return ModelOut(version=m.version, channels=list(m.channels), artifact_dir=str(m.path),
+    return ModelOut(version=m.version, channels=list(m.channels), artifact_dir=str(runtime.artifact_dir),
                     state_size=m.state_size, card_summary=summary)
 
 
@@ -145,7 +145,7 @@ def reload_model(runtime: RuntimeDep, _auth: TokenDep, body: ReloadIn) -> ModelO
     try:
         runtime.reload_model(body.artifact_dir)
     except ArtifactError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     return _model_out(runtime)
 
 

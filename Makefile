@@ -1,0 +1,59 @@
+# vibewatch: two commands on a fresh machine.
+#   make run    local stack: Kafka broker, service with the default model, simulator
+#   make test   virtualenv, packages, Kafka jars, promtool; then ruff, mypy and pytest
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv system-deps kafka-jars lint test test-slow run bench clean
+
+help:
+	@echo "make run        start broker + service + simulator (Ctrl-C stops all)"
+	@echo "make test       set up everything, then ruff, mypy, pytest (unit + integration)"
+	@echo "make test-slow  soak/chaos tests (crash and rebalance equivalence at scale)"
+	@echo "make bench      benchmarks against the naive baselines (writes bench/results)"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# promtool/prometheus and docker-compose come from Debian; installed when missing.
+system-deps:
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+
+kafka-jars: $(STAMP)
+	$(PY) deploy/kafka/local_kafka.py fetch
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: system-deps venv kafka-jars lint
+	$(VENV)/bin/pytest -m "not slow"
+
+test-slow: system-deps venv kafka-jars
+	$(VENV)/bin/pytest -m slow
+
+run: system-deps venv kafka-jars
+	$(PY) deploy/run_local.py
+
+bench: system-deps venv kafka-jars
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache
