@@ -126,8 +126,9 @@ def _model_out(runtime: RuntimeDep) -> ModelOut:
     if card.is_file():
         paras = [p.strip() for p in card.read_text().split("\n\n") if p.strip()]
         summary = next((p for p in paras if not p.startswith("#")), "")
-    return ModelOut(version=m.version, channels=list(m.channels), artifact_dir=str(runtime.artifact_dir),
-                    state_size=m.state_size, card_summary=summary)
+    return ModelOut(version=m.version, channels=list(m.channels),
+                    artifact_dir=str(runtime.artifact_dir), state_size=m.state_size,
+                    card_summary=summary)
 
 
 @router.get("/model", response_model=ModelOut, tags=["model"])

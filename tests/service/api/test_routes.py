@@ -29,9 +29,10 @@ def runtime(tmp_path: Path) -> Runtime:
     rt = Runtime(settings, model=FakeStepModel())
     rng = np.random.default_rng(0)
     for k in range(60):
+        wear = 0.02 * (k - 40) ** 2 if k > 40 else 0.0
         readings = [
             Reading(f"engine-{i}", T0 + 1000 * k,
-                    {"vibration": 1.0 + rng.normal(0, 0.01) + (0.02 * (k - 40) ** 2 if i == 2 and k > 40 else 0)})
+                    {"vibration": 1.0 + rng.normal(0, 0.01) + (wear if i == 2 else 0.0)})
             for i in range(4)
         ]
         res = rt.processor.process(readings, [0] * 4)
