@@ -9,6 +9,7 @@ just not exported as their own series.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -95,6 +96,36 @@ class Metrics:
             ["engine_id"],
             registry=registry,
         )
+        self.engine_status = Gauge(
+            "vibewatch_engine_status",
+            "Status code per engine: 0 warmup, 1 normal, 2 warning, 3 alarm; same series cap.",
+            ["engine_id"],
+            registry=registry,
+        )
+        self.engine_last_seen = Gauge(
+            "vibewatch_engine_last_seen_timestamp_seconds",
+            "Wall-clock time the engine's latest reading was processed; same series cap.",
+            ["engine_id"],
+            registry=registry,
+        )
+        self.engine_reading = Gauge(
+            "vibewatch_engine_reading",
+            "Latest reading per engine and channel; same series cap.",
+            ["engine_id", "channel"],
+            registry=registry,
+        )
+        self.engine_prediction = Gauge(
+            "vibewatch_engine_prediction",
+            "Prediction of the next reading per engine and channel; same series cap.",
+            ["engine_id", "channel"],
+            registry=registry,
+        )
+        self.engine_error = Gauge(
+            "vibewatch_engine_prediction_error",
+            "Smoothed prediction error (scaled units) per engine; same series cap.",
+            ["engine_id"],
+            registry=registry,
+        )
         self.model_info = Info(
             "vibewatch_model", "The model artifact in use.", registry=registry
         )
@@ -121,12 +152,34 @@ class Metrics:
         for outcome in OUTCOMES:
             self.readings.labels(outcome)
 
-    def set_engine_score(self, engine_id: str, score: float, threshold: float) -> None:
-        """Export one engine's score, unless the series cap is reached for new engines."""
-        if engine_id not in self._engine_series:
+    def set_engine(self, engine: EngineSample) -> None:
+        """Export one engine's latest values, unless the series cap is reached for new engines."""
+        e = engine.engine_id
+        if e not in self._engine_series:
             with self._lock:
                 if len(self._engine_series) >= self.max_engine_series:
                     return
-                self._engine_series.add(engine_id)
-        self.engine_score.labels(engine_id).set(score)
-        self.engine_threshold.labels(engine_id).set(threshold)
+                self._engine_series.add(e)
+        self.engine_score.labels(e).set(engine.score)
+        self.engine_threshold.labels(e).set(engine.threshold)
+        self.engine_status.labels(e).set(engine.status_code)
+        self.engine_last_seen.labels(e).set(engine.last_seen_s)
+        self.engine_error.labels(e).set(engine.error)
+        for channel, value in engine.values.items():
+            self.engine_reading.labels(e, channel).set(value)
+        for channel, value in engine.predicted.items():
+            self.engine_prediction.labels(e, channel).set(value)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSample:
+    """One engine's values for the per-engine gauges."""
+
+    engine_id: str
+    score: float
+    threshold: float
+    status_code: int
+    last_seen_s: float
+    error: float
+    values: dict[str, float]
+    predicted: dict[str, float]

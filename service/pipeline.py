@@ -32,10 +32,11 @@ from service.config import KafkaSettings
 from service.domain import Reading, SourcePosition
 from service.errors import InvalidMessageError
 from service.ingest import MessageDecoder
-from service.metrics import Metrics
+from service.metrics import EngineSample, Metrics
 from service.outputs import dead_letter_record, event_record
 from service.processor import BatchProcessor, BatchResult
 from service.topics import ensure_topics
+from service.views import status_counts
 
 log = logging.getLogger(__name__)
 
@@ -267,19 +268,31 @@ class Pipeline:
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.last_processed.set(now)
         self._pending = _Pending()
-        self._refresh_gauges()
+        self._refresh_gauges(p.dirty)
 
-    def _refresh_gauges(self) -> None:
-        from service.views import status_counts  # local: views imports nothing Kafka
-
+    def _refresh_gauges(self, dirty: set[int]) -> None:
         m, store = self.metrics, self.store
         m.engines_tracked.set(len(store))
         for status, n in status_counts(store, self.processor.statuses).items():
             m.engines_by_status.labels(str(status)).set(n)
+        channels = self.processor.model.channels
         with store.lock:
-            for slot in store.index.values():
-                m.set_engine_score(store.ids[slot], float(store.score[slot]),
-                                   float(store.threshold[slot]))
+            for slot in dirty:
+                engine_id = store.ids[slot]
+                if not engine_id:
+                    continue
+                pos = int((store.count[slot] - 1) % store.window)
+                m.set_engine(EngineSample(
+                    engine_id=engine_id,
+                    score=float(store.score[slot]),
+                    threshold=float(store.threshold[slot]),
+                    status_code=int(store.status[slot]),
+                    last_seen_s=float(store.last_seen[slot]) / 1000,
+                    error=float(store.error[slot]),
+                    values={c: float(store.ring[slot, pos, i]) for i, c in enumerate(channels)},
+                    predicted={c: float(store.last_pred[slot, i])
+                               for i, c in enumerate(channels)},
+                ))
 
     def _update_lag(self) -> None:
         consumer = self._consumer

@@ -206,32 +206,43 @@ class EngineStore:
             np.ascontiguousarray(getattr(self, f)[slot]).tobytes() for f in self._ROW_FIELDS
         )
 
-    def restore_row(self, engine_id: str, data: bytes, init_score: F64) -> None:
-        """Overwrite (or create) ``engine_id``'s row from :meth:`encode_row` bytes.
+    def decode_row(self, data: bytes) -> dict[str, npt.NDArray[Any]]:
+        """The fields of an :meth:`encode_row` record (for tests and tools)."""
+        self._check_header(data)
+        out: dict[str, npt.NDArray[Any]] = {}
+        off = _HEADER.size
+        for f in self._ROW_FIELDS:
+            arr = getattr(self, f)
+            n = int(np.prod(arr.shape[1:], dtype=np.int64)) if arr.ndim > 1 else 1
+            out[f] = np.frombuffer(data, dtype=arr.dtype, count=n, offset=off).reshape(
+                arr.shape[1:]
+            ).copy()
+            off += n * arr.itemsize
+        if off != len(data):
+            raise ValueError("state record has trailing bytes")
+        return out
 
-        Raises ``ValueError`` when the record was written with other dimensions (another
-        window length or model), so the caller can re-warm that engine instead.
-        """
+    def _check_header(self, data: bytes) -> None:
         if len(data) < _HEADER.size:
             raise ValueError("state record too short")
         magic, *dims = _HEADER.unpack_from(data)
         expected = [self.window, self.channels, self.model_state_size, self.score_state_size]
         if magic != _MAGIC or dims != expected:
             raise ValueError(f"state record dims {dims} differ from {expected}")
+
+    def restore_row(self, engine_id: str, data: bytes, init_score: F64) -> None:
+        """Overwrite (or create) ``engine_id``'s row from :meth:`encode_row` bytes.
+
+        Raises ``ValueError`` when the record was written with other dimensions (another
+        window length or model), so the caller can re-warm that engine instead.
+        """
+        fields = self.decode_row(data)
         with self.lock:
             slot = self.index.get(engine_id)
             if slot is None:
                 slot = self._new_slot(engine_id, init_score)
-            off = _HEADER.size
-            for f in self._ROW_FIELDS:
-                arr = getattr(self, f)
-                row = arr[slot]
-                n = row.nbytes if isinstance(row, np.ndarray) else arr.itemsize
-                chunk = np.frombuffer(data, dtype=arr.dtype, count=n // arr.itemsize, offset=off)
-                arr[slot] = chunk.reshape(arr.shape[1:])
-                off += n
-            if off != len(data):
-                raise ValueError("state record has trailing bytes")
+            for f, value in fields.items():
+                getattr(self, f)[slot] = value
 
 
 _HEADER = struct.Struct("<4sHHHH")

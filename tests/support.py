@@ -110,3 +110,36 @@ class ServiceProcess:
     def log_tail(self, lines: int = 60) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def read_all(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Any]:
+    """Every committed record of ``topic`` (read_committed), in partition order."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+                             enable_auto_commit=False, group_id=None)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"reading {topic} timed out")
+            for records in consumer.poll(timeout_ms=200).values():
+                out.extend(records)
+        out.sort(key=lambda r: (r.partition, r.offset))
+        return out
+    finally:
+        consumer.close()
+
+
+def latest_by_key(records: list[Any]) -> dict[bytes, bytes]:
+    """Compaction's view of a topic: the last value of each key."""
+    out: dict[bytes, bytes] = {}
+    for r in records:
+        out[r.key] = r.value
+    return out

@@ -1,0 +1,134 @@
+"""Exactly-once through crashes: kill -9 mid-stream, restart, and end where a clean run ends.
+
+One readings topic is consumed twice by separate consumer groups with their own changelog and
+anomalies topics: a reference instance that runs once to the end, and an instance that is
+SIGKILLed at random points while the readings are still being produced and restarted each
+time. The final committed per-engine state (changelog) must be bitwise equal, except the
+wall-clock ``last_seen`` field, and the committed anomaly events identical.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from service.config import DEFAULT_ARTIFACT, ScoringSettings
+from service.model import load_streaming_model
+from service.scoring import EngineScoring
+from service.simulator import Fault, Fleet, messages
+from service.state import EngineStore
+from tests.support import ServiceProcess, latest_by_key, read_all, topic_env, wait_for
+
+pytestmark = pytest.mark.integration
+
+ENGINES = 16
+TICKS = 500
+RATE = 800.0  # messages/s while the crashing instance runs
+KILLS = 3
+
+
+def _produce(bootstrap: str, topic: str, rate: float, done: threading.Event) -> None:
+    fleet = Fleet(ENGINES, seed=7, faults=[Fault("engine-0003", "wear", 250),
+                                           Fault("engine-0011", "spike", 400)])
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    began = time.monotonic()
+    for n, (key, value) in enumerate(
+        messages(fleet, TICKS, start_ms=1_795_608_000_000, interval_ms=1000), start=1
+    ):
+        producer.send(topic, key=key.encode(), value=value)
+        ahead = n / rate - (time.monotonic() - began)
+        if ahead > 0.002:
+            time.sleep(ahead)
+    producer.flush()
+    producer.close()
+    done.set()
+
+
+def _store() -> EngineStore:
+    model = load_streaming_model(DEFAULT_ARTIFACT)
+    return EngineStore(window=256, channels=1, model_state_size=model.state_size,
+                       score_state_size=EngineScoring(ScoringSettings(), 1).state_size)
+
+
+def _final_state(bootstrap: str, topic: str) -> dict[bytes, dict[str, Any]]:
+    store = _store()
+    out = {}
+    for key, value in latest_by_key(read_all(bootstrap, topic)).items():
+        fields = store.decode_row(value)
+        fields.pop("last_seen")
+        out[key] = {f: v.tobytes() for f, v in fields.items()}
+    return out
+
+
+def _events(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
+    return sorted((r.key, r.value) for r in read_all(bootstrap, topic))
+
+
+def _all_done(service: ServiceProcess) -> bool:
+    status, page = service.get("/engines?limit=1000")
+    return status == 200 and page["total"] == ENGINES and all(
+        e["readings"] == TICKS for e in page["engines"]
+    )
+
+
+def test_kill_9_restarts_equal_an_uninterrupted_run(kafka_bootstrap: str,
+                                                    tmp_path: Path) -> None:
+    run = uuid.uuid4().hex[:8]
+    readings = f"eos-{run}.readings"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin.create_topics([NewTopic(readings, 3, 1)])
+    admin.close()
+    rng = random.Random(run)
+
+    crash_env = topic_env(kafka_bootstrap, f"eos-{run}-crash",
+                          VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
+    produced = threading.Event()
+    producer = threading.Thread(target=_produce,
+                                args=(kafka_bootstrap, readings, RATE, produced))
+    crashing = ServiceProcess(crash_env, tmp_path / "crash.log", "crash").start()
+    crashing.wait_ready()
+    producer.start()
+    kills = 0
+    try:
+        while kills < KILLS:
+            time.sleep(rng.uniform(0.5, 2.0))
+            assert crashing.stop(signal.SIGKILL) == -signal.SIGKILL
+            kills += 1
+            crashing = ServiceProcess(crash_env, tmp_path / "crash.log", "crash").start()
+            crashing.wait_ready()
+        producer.join(120)
+        assert produced.is_set()
+        wait_for(lambda: _all_done(crashing), 120, "the crashed instance to catch up")
+    finally:
+        assert crashing.stop() == 0, crashing.log_tail()
+
+    ref_env = topic_env(kafka_bootstrap, f"eos-{run}-ref", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
+    reference = ServiceProcess(ref_env, tmp_path / "ref.log", "ref").start()
+    try:
+        reference.wait_ready()
+        wait_for(lambda: _all_done(reference), 120, "the reference instance to finish")
+    finally:
+        assert reference.stop() == 0, reference.log_tail()
+
+    want = _final_state(kafka_bootstrap, f"eos-{run}-ref.changelog")
+    got = _final_state(kafka_bootstrap, f"eos-{run}-crash.changelog")
+    assert len(want) == ENGINES
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert np.frombuffer(want[key]["count"], np.int64)[0] == TICKS
+        diff = [f for f in want[key] if want[key][f] != got[key][f]]
+        assert not diff, f"{key!r}: fields {diff} differ from the uninterrupted run"
+
+    ref_events = _events(kafka_bootstrap, f"eos-{run}-ref.anomalies")
+    assert len(ref_events) > ENGINES  # warm-up ends for all, plus the injected faults
+    assert _events(kafka_bootstrap, f"eos-{run}-crash.anomalies") == ref_events
