@@ -1,7 +1,7 @@
 """Per-engine scoring as the service runs it: residuals -> error -> score -> status.
 
 All scoring state of an engine is one float64 row (it is checkpointed to the state
-changelog), laid out as ``[readings, smoothed error | scorer state | status state]``.
+changelog), laid out as ``[readings | scorer state | status state]``.
 Memory per engine is ``state_size`` floats, fixed at construction.
 """
 
@@ -14,7 +14,8 @@ import numpy.typing as npt
 
 from service.config import ScoringSettings
 from service.domain import Status
-from service.scoring.scorers import GaussianTail, Scorer
+from service.scoring.params import ScoringParams
+from service.scoring.scorers import AnomalyLikelihood, GaussianTail, NonparametricThreshold, Scorer
 from service.scoring.stats import FloatArray
 from service.scoring.status import StatusMachine
 
@@ -26,7 +27,7 @@ STATUS_ORDER: tuple[Status, ...] = (Status.WARMUP, Status.NORMAL, Status.WARNING
 class ScoreBatch:
     """Scores of one reading per engine, in the order of the rows passed to ``update``."""
 
-    error: FloatArray  #: (n,) smoothed scalar error the scorer used
+    error: FloatArray  #: (n,) the error statistic the scorer compared (e.g. smoothed error)
     threshold: FloatArray  #: (n,) error level at which the score reaches the alarm level
     score: FloatArray  #: (n,) anomaly score in [0, 1]; higher = more anomalous
     status: npt.NDArray[np.int8]  #: (n,) index into STATUS_ORDER
@@ -39,6 +40,19 @@ def reduce_residuals(residuals: FloatArray) -> FloatArray:
     return out
 
 
+def build_scorer(params: ScoringParams) -> Scorer:
+    """The scorer named by ``params.scorer``, configured from ``params``."""
+    if params.scorer == "gaussian":
+        return GaussianTail(decay=params.error_decay, min_count=2)
+    if params.scorer == "telemanom":
+        return NonparametricThreshold(
+            window=params.telemanom_window, smoothing=params.smoothing, level=params.alarm_score
+        )
+    return AnomalyLikelihood(
+        short=params.smoothing, long=params.error_decay, learning=params.warmup_readings
+    )
+
+
 class EngineScoring:
     """Turns one residual row per engine into scores and statuses; vectorised over engines.
 
@@ -47,20 +61,25 @@ class EngineScoring:
     """
 
     def __init__(
-        self, settings: ScoringSettings, n_channels: int, scorer: Scorer | None = None
+        self,
+        settings: ScoringSettings | ScoringParams,
+        n_channels: int,
+        scorer: Scorer | None = None,
     ) -> None:
-        self.settings = settings
+        self.params = ScoringParams.from_settings(settings)
         self.n_channels = n_channels
-        self.scorer: Scorer = scorer if scorer is not None else GaussianTail(settings.error_decay)
+        self.scorer: Scorer = scorer if scorer is not None else build_scorer(self.params)
+        p = self.params
         self.status = StatusMachine(
-            warmup=settings.warmup_readings,
-            warning=settings.warning_score,
-            alarm=settings.alarm_score,
-            clear=settings.clear_score,
-            hold=settings.hold_readings,
+            warmup=p.warmup_readings,
+            warning=p.warning_score,
+            alarm=p.alarm_score,
+            clear=p.clear_score,
+            hold=p.hold_readings,
         )
-        self._s0 = 2
+        self._s0 = 1
         self._s1 = self._s0 + self.scorer.state_size
+        #: floats per engine; fixed for the life of this object
         self.state_size = self._s1 + self.status.state_size
 
     def init_state(self, n: int) -> FloatArray:
@@ -84,25 +103,20 @@ class EngineScoring:
         if state.shape != (residuals.shape[0], self.state_size):
             raise ValueError(f"state must be (n, {self.state_size}), got {state.shape}")
         raw = reduce_residuals(residuals)
-        count, smooth_prev = state[:, 0], state[:, 1]
-        a = self.settings.smoothing
-        smooth = np.where(count > 0, (1.0 - a) * smooth_prev + a * raw, raw)
-
         sc_state = state[:, self._s0 : self._s1]
-        score = self.scorer.score_many(smooth, sc_state)
-        threshold = self.scorer.error_at(self.settings.alarm_score, sc_state)
-        new_sc_state = self.scorer.learn_many(smooth, sc_state)
+        score = self.scorer.score_many(raw, sc_state)
+        value, threshold = self.scorer.explain_many(raw, sc_state, self.params.alarm_score)
+        new_sc_state = self.scorer.learn_many(raw, sc_state)
 
         old_status = state[:, self._s1 + 1]
         status, new_st_state = self.status.update(score, state[:, self._s1 :])
 
         new_state = np.empty_like(state)
-        new_state[:, 0] = count + 1.0
-        new_state[:, 1] = smooth
+        new_state[:, 0] = state[:, 0] + 1.0
         new_state[:, self._s0 : self._s1] = new_sc_state
         new_state[:, self._s1 :] = new_st_state
         batch = ScoreBatch(
-            error=smooth,
+            error=value,
             threshold=threshold,
             score=score,
             status=status.astype(np.int8),

@@ -4,14 +4,15 @@ The contract follows River's anomaly detectors (``score_one`` then ``learn_one``
 over engines and with the state held outside the scorer so that it can be checkpointed:
 
 * ``init_state(n)`` returns ``(n, state_size)`` float64 rows for ``n`` new engines;
-* ``score_many(x, state)`` scores one reading per engine *without* learning from it;
-* ``learn_many(x, state)`` returns new state rows that have learned from those readings;
-* ``error_at(score, state)`` is the input value that would score exactly ``score`` now, so a
-  threshold on the score can be shown in the units of the error.
+* ``score_many(x, state)`` scores one input per engine *without* learning from it;
+* ``learn_many(x, state)`` returns new state rows that have learned from those inputs;
+* ``explain_many(x, state, level)`` returns the statistic the scorer compared (for example
+  the smoothed error) and the value of that statistic that would score exactly ``level``,
+  so a threshold on the score can be shown in the units of the error.
 
 A scorer never decides whether something is an anomaly: a threshold is a wrapper around a
-scorer (see :class:`Thresholded`). Memory per engine is exactly ``state_size`` floats and
-never grows.
+scorer (see :class:`Thresholded`). Memory per engine is exactly ``state_size`` floats,
+fixed at construction; it never grows with the number of readings.
 """
 
 from __future__ import annotations
@@ -43,21 +44,29 @@ class Scorer(Protocol):
 
     def learn_many(self, x: FloatArray, state: FloatArray) -> FloatArray: ...
 
-    def error_at(self, score: float, state: FloatArray) -> FloatArray: ...
+    def explain_many(
+        self, x: FloatArray, state: FloatArray, level: float
+    ) -> tuple[FloatArray, FloatArray]: ...
+
+
+def _std(mean: FloatArray, var: FloatArray, min_std: float, rel_std: float) -> FloatArray:
+    """Standard deviation with a floor: a perfectly flat history must not make the first
+    tiny wobble a certain anomaly, whatever the units."""
+    floor = min_std + rel_std * np.abs(mean)
+    out: FloatArray = np.sqrt(np.maximum(var, 0.0) + floor * floor)
+    return out
 
 
 class GaussianTail:
-    """Tail probability of ``x`` under an EWMA Gaussian fit of the engine's past inputs.
+    """Tail probability of the input under an EWMA Gaussian fit of the engine's past inputs.
 
-    State row: ``[count, mean, var]``. The variance has a floor (``min_std`` absolute plus
-    ``rel_std`` times the mean) so that a perfectly flat history does not turn the first
-    tiny wobble into a certain anomaly.
+    The simplest scorer: no smoothing of its own. State row: ``[count, mean, var]``.
     """
 
     state_size = 3
 
     def __init__(
-        self, decay: float = 0.01, min_count: int = 2, min_std: float = 1e-6, rel_std: float = 0.01
+        self, decay: float = 0.01, min_count: int = 2, min_std: float = 1e-9, rel_std: float = 0.01
     ) -> None:
         self.decay = decay
         self.min_count = min_count
@@ -67,15 +76,9 @@ class GaussianTail:
     def init_state(self, n: int) -> FloatArray:
         return np.zeros((n, self.state_size), dtype=np.float64)
 
-    def _std(self, state: FloatArray) -> FloatArray:
-        mean, var = state[:, 1], state[:, 2]
-        floor = self.min_std + self.rel_std * np.abs(mean)
-        out: FloatArray = np.sqrt(np.maximum(var, 0.0) + floor * floor)
-        return out
-
     def score_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
-        z = (x - state[:, 1]) / self._std(state)
-        score = tail_to_score(log_normal_tail(z))
+        std = _std(state[:, 1], state[:, 2], self.min_std, self.rel_std)
+        score = tail_to_score(log_normal_tail((x - state[:, 1]) / std))
         out: FloatArray = np.where(state[:, 0] >= self.min_count, score, 0.0)
         return out
 
@@ -84,21 +87,186 @@ class GaussianTail:
         mean, var = ewma_update(x, state[:, 1], state[:, 2], ewma_rate(self.decay, count))
         return np.stack([count + 1.0, mean, var], axis=1)
 
-    def error_at(self, score: float, state: FloatArray) -> FloatArray:
-        z = normal_isf(score_to_log_tail(score))
-        out: FloatArray = state[:, 1] + z * self._std(state)
+    def explain_many(
+        self, x: FloatArray, state: FloatArray, level: float
+    ) -> tuple[FloatArray, FloatArray]:
+        std = _std(state[:, 1], state[:, 2], self.min_std, self.rel_std)
+        threshold: FloatArray = state[:, 1] + normal_isf(score_to_log_tail(level)) * std
+        return x, threshold
+
+
+class AnomalyLikelihood:
+    """HTM's anomaly likelihood (Ahmad et al. 2017) in constant memory per engine.
+
+    The short-term average of the input (EWMA with rate ``short``, HTM's 10-reading moving
+    average) is compared with the long-run distribution of that average (EWMA mean and
+    variance with rate ``long``, HTM's 8,640-reading window); the score is the log-scaled
+    Gaussian tail probability of the current average. For the first ``learning`` readings
+    the score is 0. State row: ``[count, short_avg, long_mean, long_var]``.
+    """
+
+    state_size = 4
+
+    def __init__(
+        self,
+        short: float = 0.3,
+        long: float = 0.005,
+        learning: int = 30,
+        min_std: float = 1e-9,
+        rel_std: float = 0.05,
+    ) -> None:
+        self.short = short
+        self.long = long
+        self.learning = learning
+        self.min_std = min_std
+        self.rel_std = rel_std
+
+    def init_state(self, n: int) -> FloatArray:
+        return np.zeros((n, self.state_size), dtype=np.float64)
+
+    def _avg(self, x: FloatArray, state: FloatArray) -> FloatArray:
+        out: FloatArray = np.where(
+            state[:, 0] > 0, (1.0 - self.short) * state[:, 1] + self.short * x, x
+        )
         return out
+
+    def score_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
+        avg = self._avg(x, state)
+        std = _std(state[:, 2], state[:, 3], self.min_std, self.rel_std)
+        score = tail_to_score(log_normal_tail((avg - state[:, 2]) / std))
+        out: FloatArray = np.where(state[:, 0] >= max(self.learning, 2), score, 0.0)
+        return out
+
+    def learn_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
+        count = state[:, 0]
+        avg = self._avg(x, state)
+        mean, var = ewma_update(avg, state[:, 2], state[:, 3], ewma_rate(self.long, count))
+        return np.stack([count + 1.0, avg, mean, var], axis=1)
+
+    def explain_many(
+        self, x: FloatArray, state: FloatArray, level: float
+    ) -> tuple[FloatArray, FloatArray]:
+        std = _std(state[:, 2], state[:, 3], self.min_std, self.rel_std)
+        threshold: FloatArray = state[:, 2] + normal_isf(score_to_log_tail(level)) * std
+        return self._avg(x, state), threshold
+
+
+class NonparametricThreshold:
+    """telemanom's nonparametric dynamic threshold (Hundman et al. 2018), per engine.
+
+    Keeps the last ``window`` smoothed inputs in a ring inside the state row. Before each
+    reading it picks ``epsilon = mean + z * std`` of the ring with ``z`` in ``z_grid`` that
+    best separates the ring (largest relative drop of mean and std when the values above
+    epsilon are removed, divided by ``sequences^2 + points`` above it, as telemanom does).
+    As telemanom's pruning, epsilon is raised to at least ``1 + prune`` times the largest
+    ring value below it. The score maps the smoothed input so that ``epsilon`` scores
+    exactly ``level`` (linearly in the excess over the ring mean: ``level * (x - mean) /
+    (epsilon - mean)``, clipped to [0, 1]).
+    State row: ``[count, smoothed, ring[window]]``; memory is ``window + 2`` floats.
+    Cost per reading is ``O(window * len(z_grid))``. Like telemanom it always finds the most
+    separated points of its window: on pure noise it raises a warning every ~1,000 readings.
+    """
+
+    def __init__(
+        self,
+        window: int = 100,
+        smoothing: float = 0.3,
+        level: float = 0.7,
+        z_grid: tuple[float, ...] = tuple(np.arange(2.5, 12.5, 0.5)),
+        prune: float = 0.13,
+        min_std: float = 1e-9,
+        rel_std: float = 0.01,
+    ) -> None:
+        self.window = window
+        self.prune = prune
+        self.smoothing = smoothing
+        self.level = level
+        self.z_grid = np.asarray(z_grid, dtype=np.float64)
+        self.min_std = min_std
+        self.rel_std = rel_std
+        self.state_size = window + 2
+
+    def init_state(self, n: int) -> FloatArray:
+        return np.zeros((n, self.state_size), dtype=np.float64)
+
+    def _smooth(self, x: FloatArray, state: FloatArray) -> FloatArray:
+        a = self.smoothing
+        out: FloatArray = np.where(state[:, 0] > 0, (1.0 - a) * state[:, 1] + a * x, x)
+        return out
+
+    def _epsilon(self, state: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """(mean of the ring, epsilon) per engine, from the readings seen so far."""
+        n_seen = np.minimum(state[:, 0], self.window)
+        ring = state[:, 2:]
+        valid = np.arange(self.window)[None, :] < n_seen[:, None]
+        cnt = np.maximum(valid.sum(axis=1), 1)
+        mean = np.where(valid, ring, 0.0).sum(axis=1) / cnt
+        var = np.where(valid, (ring - mean[:, None]) ** 2, 0.0).sum(axis=1) / cnt
+        std = _std(mean, var, self.min_std, self.rel_std)
+        eps_all = mean[:, None] + self.z_grid[None, :] * std[:, None]  # (n, Z)
+        above = valid[:, :, None] & (ring[:, :, None] > eps_all[:, None, :])  # (n, W, Z)
+        below = valid[:, :, None] & ~above
+        nb = np.maximum(below.sum(axis=1), 1)
+        mean_b = np.where(below, ring[:, :, None], 0.0).sum(axis=1) / nb
+        var_b = np.where(below, (ring[:, :, None] - mean_b[:, None, :]) ** 2, 0.0).sum(axis=1) / nb
+        n_above = above.sum(axis=1)
+        # Ring order does not matter for counts; sequences need time order: roll to oldest first.
+        start = (state[:, 0] % self.window).astype(np.int64)
+        order = (np.arange(self.window)[None, :] + start[:, None]) % self.window
+        ordered = np.take_along_axis(above, order[:, :, None], axis=1)
+        starts = ordered[:, 0, :].astype(np.int64) + (ordered[:, 1:, :] & ~ordered[:, :-1, :]).sum(
+            axis=1
+        )
+        gain = (mean[:, None] - mean_b) / np.maximum(np.abs(mean[:, None]), 1e-12) + (
+            std[:, None] - np.sqrt(var_b)
+        ) / std[:, None]
+        crit = np.where(n_above > 0, gain / np.maximum(starts**2 + n_above, 1), -np.inf)
+        best = np.argmax(crit, axis=1)
+        # No z separates anything: fall back to the largest z (a conservative threshold).
+        best = np.where(np.isfinite(crit.max(axis=1)), best, len(self.z_grid) - 1)
+        eps = np.take_along_axis(eps_all, best[:, None], axis=1)[:, 0]
+        # telemanom's pruning, simplified: an exceedance counts only if it is more than
+        # ``prune`` above the largest value the threshold calls normal.
+        max_below = np.where(valid & (ring <= eps[:, None]), ring, -np.inf).max(axis=1)
+        eps = np.maximum(eps, np.where(np.isfinite(max_below), max_below * (1 + self.prune), eps))
+        return mean, eps
+
+    def score_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
+        s = self._smooth(x, state)
+        mean, eps = self._epsilon(state)
+        ratio = (s - mean) / np.maximum(eps - mean, 1e-300)
+        score = np.clip(self.level * ratio, 0.0, 1.0)
+        out: FloatArray = np.where(state[:, 0] >= 2, score, 0.0)
+        return out
+
+    def learn_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
+        s = self._smooth(x, state)
+        new = state.copy()
+        pos = (state[:, 0] % self.window).astype(np.int64)
+        new[np.arange(len(x)), 2 + pos] = s
+        new[:, 0] = state[:, 0] + 1.0
+        new[:, 1] = s
+        return new
+
+    def explain_many(
+        self, x: FloatArray, state: FloatArray, level: float
+    ) -> tuple[FloatArray, FloatArray]:
+        mean, eps = self._epsilon(state)
+        threshold: FloatArray = mean + (eps - mean) * (level / self.level)
+        return self._smooth(x, state), threshold
 
 
 class Thresholded:
-    """A threshold around a scorer: flags readings whose score reaches ``level``."""
+    """A threshold around a scorer: flags inputs whose score reaches ``level``."""
 
     def __init__(self, scorer: Scorer, level: float) -> None:
         self.scorer = scorer
         self.level = level
 
-    def flag_many(self, x: FloatArray, state: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Return (flags as 0/1, threshold in input units) for one reading per engine."""
-        score = self.scorer.score_many(x, state)
-        flags: FloatArray = (score >= self.level).astype(np.float64)
-        return flags, self.scorer.error_at(self.level, state)
+    def flag_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
+        """1.0 where the scorer's score of ``x`` reaches the level, else 0.0 (no learning)."""
+        flags: FloatArray = (self.scorer.score_many(x, state) >= self.level).astype(np.float64)
+        return flags
+
+    def learn_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
+        return self.scorer.learn_many(x, state)

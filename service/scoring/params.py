@@ -1,0 +1,58 @@
+"""Scoring parameters: the committed ``ScoringSettings`` plus the fields this package adds.
+
+``ScoringParams.from_settings`` accepts the service's ``ScoringSettings`` (whatever subset of
+the fields it has) so the pipeline and the evaluations build the scoring the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
+
+ScorerName = Literal["likelihood", "gaussian", "telemanom"]
+SCORERS: tuple[ScorerName, ...] = ("likelihood", "gaussian", "telemanom")
+
+
+@dataclass(frozen=True)
+class ScoringParams:
+    """Every knob of the scoring, with the defaults the service uses."""
+
+    #: which scorer turns the error stream into scores (see ``service.scoring.scorers``)
+    scorer: ScorerName = "likelihood"
+    #: readings per engine before any status other than warmup (and before scores count)
+    warmup_readings: int = 30
+    #: EWMA rate of the long-run error distribution (1/rate ~ readings remembered)
+    error_decay: float = 0.01
+    #: EWMA rate of the short-term error average (HTM's short window; 1.0 = no smoothing)
+    smoothing: float = 0.3
+    #: score at or above which, for hold_readings readings, the status becomes warning
+    warning_score: float = 0.5
+    #: score at or above which, for hold_readings readings, the status becomes alarm
+    alarm_score: float = 0.7
+    #: score below which, for hold_readings readings, warning/alarm clear to normal
+    clear_score: float = 0.3
+    #: consecutive readings needed to raise or clear a status
+    hold_readings: int = 3
+    #: ring length of the telemanom scorer (floats per engine)
+    telemanom_window: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0 < self.clear_score < self.warning_score <= self.alarm_score < 1:
+            raise ValueError("need 0 < clear_score < warning_score <= alarm_score < 1")
+        if not (0 < self.error_decay < 1 and 0 < self.smoothing <= 1):
+            raise ValueError("need 0 < error_decay < 1 and 0 < smoothing <= 1")
+        if self.hold_readings < 1 or self.warmup_readings < 0 or self.telemanom_window < 2:
+            raise ValueError("need hold_readings >= 1, warmup_readings >= 0, telemanom_window >= 2")
+        if self.scorer not in SCORERS:
+            raise ValueError(f"scorer must be one of {SCORERS}")
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> ScoringParams:
+        """Every field ``settings`` has (``ScoringSettings`` or any object), then overrides."""
+        if isinstance(settings, ScoringParams):
+            return replace(settings, **overrides)
+        values = {
+            f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)
+        }
+        values.update(overrides)
+        return cls(**values)
