@@ -77,6 +77,9 @@ class ApiSettings(_Section):
     max_engine_series: int = Field(
         1000, ge=0, description="Cap on per-engine anomaly-score metric series."
     )
+    fleet_view: bool = Field(
+        True, description="Answer for engines of other instances (tails the changelog)."
+    )
 
 
 class Settings(BaseSettings):

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from service.config import Settings
 from service.domain import AnomalyEvent
 from service.errors import ArtifactError
+from service.fleet_view import FleetView
 from service.ingest import MessageDecoder
 from service.metrics import Metrics
 from service.model import StreamingModel, load_streaming_model
@@ -58,6 +59,16 @@ class Runtime:
             model_state_size=self.model.state_size,
             score_state_size=self.scoring.state_size,
         )
+        # Engines owned by other instances, as of their last commit (see service.fleet_view).
+        self.fleet_store = EngineStore(
+            window=settings.state.window,
+            channels=len(self.model.channels),
+            model_state_size=self.model.state_size,
+            score_state_size=self.scoring.state_size,
+        )
+        self.fleet_view = FleetView(
+            settings.kafka, self.fleet_store, self.scoring.init_state(1)[0]
+        )
         self.processor = BatchProcessor(
             self.model, self.scoring, self.store, STATUS_ORDER,
             max_gap_ms=settings.state.max_gap_ms,
@@ -93,10 +104,13 @@ class Runtime:
                 target=self.pipeline.run, args=(self._stop,), name="pipeline", daemon=True
             )
             self._thread.start()
+            if self.settings.api.fleet_view:
+                self.fleet_view.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the current batch, commit, leave the group; wait up to ``timeout`` s."""
         self._stop.set()
+        self.fleet_view.stop()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -117,6 +131,7 @@ class Runtime:
             )
         with self.pipeline.processing_lock, self.store.lock:
             self.store.resize_model_state(new.state_size)
+            self.fleet_store.resize_model_state(new.state_size)
             self.model = new
             self.processor.model = new
             self.artifact_dir = artifact_dir

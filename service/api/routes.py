@@ -55,8 +55,15 @@ def list_engines(
 ) -> EnginePage:
     """Engines tracked by this instance, filtered, sorted (default: highest score first)."""
     m = runtime.model
-    views = all_views(runtime.store, m.channels, runtime.processor.statuses, m.version)
-    views = [v for v in views if v.score >= min_score and (status_ is None or v.status == status_)]
+    statuses = runtime.processor.statuses
+    local = all_views(runtime.store, m.channels, statuses, m.version)
+    owned = {v.engine_id for v in local}
+    fleet = [v for v in all_views(runtime.fleet_store, m.channels, statuses, m.version)
+             if v.engine_id not in owned]
+    views = [
+        v for v in local + fleet
+        if v.score >= min_score and (status_ is None or v.status == status_)
+    ]
     key = {
         SortKey.score: lambda v: (v.score, v.engine_id),
         SortKey.engine_id: lambda v: (v.engine_id,),
@@ -66,7 +73,7 @@ def list_engines(
     views.sort(key=key, reverse=order is Order.desc)
     page = views[offset : offset + limit]
     return EnginePage(total=len(views), offset=offset, limit=limit,
-                      engines=[EngineOut.of(v) for v in page])
+                      engines=[EngineOut.of(v, v.engine_id in owned) for v in page])
 
 
 @router.get("/engines/{engine_id}", response_model=EngineOut, responses=NOT_FOUND,
@@ -74,10 +81,14 @@ def list_engines(
 def get_engine(runtime: RuntimeDep, engine_id: str) -> EngineOut:
     """One engine: latest reading, prediction, error, score, status and since when."""
     m = runtime.model
-    view = engine_view(runtime.store, engine_id, m.channels, runtime.processor.statuses, m.version)
+    statuses = runtime.processor.statuses
+    view = engine_view(runtime.store, engine_id, m.channels, statuses, m.version)
+    if view is not None:
+        return EngineOut.of(view, True)
+    view = engine_view(runtime.fleet_store, engine_id, m.channels, statuses, m.version)
     if view is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"engine {engine_id!r} is not tracked")
-    return EngineOut.of(view)
+    return EngineOut.of(view, False)
 
 
 @router.get("/engines/{engine_id}/history", response_model=HistoryOut, responses=NOT_FOUND,
@@ -87,6 +98,8 @@ def get_history(
 ) -> HistoryOut:
     """The engine's recent readings (its window), oldest first; at most ``limit``."""
     points = history(runtime.store, engine_id, runtime.model.channels)
+    if points is None:
+        points = history(runtime.fleet_store, engine_id, runtime.model.channels)
     if points is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"engine {engine_id!r} is not tracked")
     return HistoryOut(

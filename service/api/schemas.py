@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -26,10 +27,14 @@ class EngineOut(BaseModel):
     readings: int = Field(description="Readings processed for this engine.")
     model_version: str
     last_seen: datetime = Field(description="Wall-clock time the latest reading was processed.")
+    source: Literal["local", "fleet"] = Field(
+        description="local: owned by this instance, current. fleet: owned by another "
+        "instance, as of its last commit (stale by up to the commit interval plus ~200 ms)."
+    )
 
     @classmethod
-    def of(cls, v: EngineView) -> EngineOut:
-        return cls(
+    def of(cls, v: EngineView, local: bool) -> EngineOut:
+        return cls(source="local" if local else "fleet",
             engine_id=v.engine_id, ts=_dt(v.ts_ms), values=v.values, predicted=v.predicted,
             error=v.error, score=v.score, status=v.status, status_since=_dt(v.status_since_ms),
             readings=v.readings, model_version=v.model_version, last_seen=_dt(v.last_seen_ms),
