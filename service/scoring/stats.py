@@ -6,6 +6,8 @@ and never loops over engines in Python.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
 
@@ -59,8 +61,9 @@ def score_to_log_tail(score: float) -> float:
     return score * LOG_TAIL_FLOOR
 
 
+@functools.lru_cache(maxsize=256)
 def normal_isf(log_tail: float) -> float:
-    """The z with ``log P(Z > z) == log_tail`` (bisection; called once per setting, not per row)."""
+    """The z with ``log P(Z > z) == log_tail`` (bisection, cached: levels are settings)."""
     lo, hi = -40.0, 40.0
     for _ in range(200):
         mid = 0.5 * (lo + hi)

@@ -1,0 +1,92 @@
+"""Online predictors for the evaluations, and the online normalisation in front of a model.
+
+Every predictor has the interface of ``service.model.StreamingModel`` (``channels``,
+``zero_state``, ``step``, ``scaled_residual``), so the evaluations run it through the same
+processor as the service runs the LSTM. None of them sees a reading before it is scored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from service.processor import StepModel
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+
+class LastValue:
+    """Predicts that the next reading equals the current one (the naive baseline).
+
+    Its residual is the first difference of the stream. State: none (one unused float).
+    """
+
+    version = "last-value"
+
+    def __init__(self, channels: tuple[str, ...] = ("value",)) -> None:
+        self._channels = channels
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return self._channels
+
+    @property
+    def state_size(self) -> int:
+        return 1
+
+    def zero_state(self, n: int) -> F32:
+        return np.zeros((n, 1), dtype=np.float32)
+
+    def step(self, x: F64, state: F32) -> tuple[F64, F32]:
+        return np.asarray(x, dtype=np.float64).copy(), state.copy()
+
+    def scaled_residual(self, actual: F64, predicted: F64) -> F64:
+        out: F64 = np.asarray(actual, dtype=np.float64) - predicted
+        return out
+
+
+class _Scaler(Protocol):
+    def unscale(self, z: np.ndarray) -> np.ndarray: ...
+
+
+def standardise_online(values: F64, rate: float = 0.001, warmup: int = 30) -> F64:
+    """Causal per-series standardisation: ``z_t = (x_t - m_{t-1}) / s_{t-1}``.
+
+    ``m``, ``s`` are a running mean and standard deviation of the readings *before* ``t``
+    (an exact running mean for the first ``1/rate`` readings, then an EWMA with ``rate``),
+    so no reading is normalised with statistics that include it or anything after it.
+    ``values`` is ``(T, C)``; returns ``(T, C)``. The first ``warmup`` readings use the
+    statistics of what came before them too, with a floor on ``s``.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    out = np.empty_like(x)
+    mean = x[0].copy()
+    var = np.zeros(x.shape[1])
+    scale_floor = np.maximum(np.abs(x[0]) * 1e-3, 1e-9)
+    for t in range(x.shape[0]):
+        std = np.sqrt(var)
+        floor = scale_floor if t >= warmup else np.maximum(scale_floor, np.abs(mean) * 0.01)
+        out[t] = (x[t] - mean) / np.maximum(std, floor)
+        a = max(rate, 1.0 / (t + 1.0))
+        d = x[t] - mean
+        mean = mean + a * d
+        var = (1 - a) * (var + a * d * d)
+    return np.clip(out, -50.0, 50.0)
+
+
+def to_model_units(z: F64, model: _Scaler) -> F64:
+    """Standardised values in the model's raw units (so the model sees its scaled range)."""
+    out: F64 = np.asarray(model.unscale(z), dtype=np.float64)
+    return out
+
+
+def load_model(path: Path) -> StepModel:
+    """The streaming LSTM from a model artifact directory (imports ``service.model`` lazily)."""
+    from service.model import load_streaming_model
+
+    model: StepModel = load_streaming_model(path)
+    return model
