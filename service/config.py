@@ -37,6 +37,7 @@ class KafkaSettings(_Section):
     session_timeout_ms: int = Field(10_000, ge=6_000, le=300_000)
     heartbeat_interval_ms: int = Field(3_000, ge=500, le=100_000)
     max_message_bytes: int = Field(1_048_576, ge=256, description="Size limit.")
+    max_batch_readings: int = Field(10_000, ge=1, description="Readings per batch message.")
     auto_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$")
     exactly_once: bool = Field(True, description="Commit outputs and offsets in one transaction.")
     instance_id: str = Field(

@@ -74,7 +74,9 @@ class Runtime:
             max_gap_ms=settings.state.max_gap_ms,
         )
         self.decoder = MessageDecoder(
-            self.model.channels, max_bytes=settings.kafka.max_message_bytes
+            self.model.channels,
+            max_bytes=settings.kafka.max_message_bytes,
+            max_batch=settings.kafka.max_batch_readings,
         )
         self.events: collections.deque[AnomalyEvent] = collections.deque(maxlen=RECENT_EVENTS)
         self.pipeline = Pipeline(
