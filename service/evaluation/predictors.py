@@ -90,3 +90,58 @@ def load_model(path: Path) -> StepModel:
 
     model: StepModel = load_streaming_model(path)
     return model
+
+
+class EwmaLevel:
+    """Predicts the next reading as an EWMA of the readings so far (rate ``rate``).
+
+    Its residual is the deviation of a reading from the recent level: it reacts to spikes
+    and to level shifts. State per engine: ``[seen, level per channel]``.
+    """
+
+    version = "ewma-level"
+
+    def __init__(self, channels: tuple[str, ...] = ("value",), rate: float = 0.01) -> None:
+        self._channels = channels
+        self.rate = rate
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return self._channels
+
+    @property
+    def state_size(self) -> int:
+        return 1 + len(self._channels)
+
+    def zero_state(self, n: int) -> F32:
+        return np.zeros((n, self.state_size), dtype=np.float32)
+
+    def step(self, x: F64, state: F32) -> tuple[F64, F32]:
+        x = np.asarray(x, dtype=np.float64)
+        seen = state[:, :1] > 0
+        level = state[:, 1:].astype(np.float64)
+        new_level = np.where(seen, level + self.rate * (x - level), x)
+        new = np.concatenate([np.ones((len(x), 1)), new_level], axis=1).astype(np.float32)
+        return new_level, new
+
+    def scaled_residual(self, actual: F64, predicted: F64) -> F64:
+        out: F64 = np.asarray(actual, dtype=np.float64) - predicted
+        return out
+
+
+PREDICTORS = ("lstm", "ewma", "last-value")
+
+
+def make_predictor(
+    name: str, channels: tuple[str, ...], model_path: Path | None = None, rate: float = 0.01
+) -> StepModel:
+    """Build a predictor by name; ``lstm`` loads the artifact at ``model_path``."""
+    if name == "last-value":
+        return LastValue(channels)
+    if name == "ewma":
+        return EwmaLevel(channels, rate)
+    if name == "lstm":
+        if model_path is None:
+            raise ValueError("the lstm predictor needs a model artifact path")
+        return load_model(model_path)
+    raise ValueError(f"unknown predictor {name!r}; choose from {PREDICTORS}")

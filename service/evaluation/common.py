@@ -1,0 +1,117 @@
+"""What the evaluation commands share: scoring/predictor options, output, detections."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from service.config import DEFAULT_ARTIFACT, ScoringSettings
+from service.evaluation.predictors import PREDICTORS, make_predictor, standardise_online
+from service.evaluation.stream import Trace, stream
+from service.processor import StepModel
+from service.scoring import EngineScoring
+from service.scoring.params import SCORERS, ScoringParams
+
+FloatArray = npt.NDArray[np.float64]
+ALARM = 3
+WARNING = 2
+
+
+def out(line: str = "") -> None:
+    """One line of command output on stdout."""
+    sys.stdout.write(line + "\n")
+
+
+def add_common_arguments(
+    parser: argparse.ArgumentParser, predictor: str = "ewma", **scoring_defaults: object
+) -> None:
+    """Predictor and scoring options; defaults are the service's ``ScoringSettings``
+    overridden by ``scoring_defaults`` (each command documents its own)."""
+    base = ScoringParams.from_settings(ScoringSettings(), **scoring_defaults)
+    g = parser.add_argument_group("predictor")
+    g.add_argument(
+        "--predictor",
+        choices=PREDICTORS,
+        default=predictor,
+        help=f"online predictor whose errors are scored (default {predictor})",
+    )
+    g.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_ARTIFACT,
+        help="model artifact for --predictor lstm (default: the bundled one)",
+    )
+    g.add_argument(
+        "--level-rate",
+        type=float,
+        default=0.01,
+        help="EWMA rate of the ewma predictor (default 0.01)",
+    )
+    s = parser.add_argument_group("scoring (defaults: the service's settings)")
+    s.add_argument("--scorer", choices=SCORERS, default=base.scorer)
+    s.add_argument("--warmup-readings", type=int, default=base.warmup_readings)
+    s.add_argument("--error-decay", type=float, default=base.error_decay)
+    s.add_argument("--smoothing", type=float, default=base.smoothing)
+    s.add_argument("--warning-score", type=float, default=base.warning_score)
+    s.add_argument("--alarm-score", type=float, default=base.alarm_score)
+    s.add_argument("--clear-score", type=float, default=base.clear_score)
+    s.add_argument("--hold-readings", type=int, default=base.hold_readings)
+    s.add_argument("--telemanom-window", type=int, default=base.telemanom_window)
+
+
+def scoring_params(args: argparse.Namespace) -> ScoringParams:
+    """The scoring parameters chosen on the command line."""
+    return ScoringParams(
+        scorer=args.scorer,
+        warmup_readings=args.warmup_readings,
+        error_decay=args.error_decay,
+        smoothing=args.smoothing,
+        warning_score=args.warning_score,
+        alarm_score=args.alarm_score,
+        clear_score=args.clear_score,
+        hold_readings=args.hold_readings,
+        telemanom_window=args.telemanom_window,
+    )
+
+
+def run_series(
+    args: argparse.Namespace,
+    series: list[FloatArray],
+    ids: list[str],
+    standardise: bool = False,
+) -> tuple[list[Trace], StepModel]:
+    """Stream each ``(T, C)`` series as one engine through the chosen predictor and scoring.
+
+    For the LSTM every series is standardised online first (causally) and mapped into the
+    model's units: the bundled model was trained on IMS vibration levels, not on these
+    series. ``standardise`` does the same for the other predictors (needed when channels
+    have different units, since their residuals are not scaled).
+    """
+    n_ch = series[0].shape[1]
+    channels = tuple(f"c{k}" for k in range(n_ch))
+    model = make_predictor(args.predictor, channels, args.model, args.level_rate)
+    if args.predictor == "lstm":
+        if len(model.channels) != n_ch:
+            raise SystemExit(
+                f"model has {len(model.channels)} channels, the data has {n_ch}: "
+                "use another --predictor"
+            )
+        from service.model import StreamingModel
+
+        assert isinstance(model, StreamingModel)
+        series = [model.unscale(standardise_online(s)) for s in series]
+    elif standardise:
+        series = [standardise_online(s) for s in series]
+    scoring = EngineScoring(scoring_params(args), n_channels=n_ch)
+    return stream(model, scoring, series, ids), model
+
+
+def onsets(trace: Trace, level: int = ALARM) -> npt.NDArray[np.bool_]:
+    """Rows where the status rose to ``level`` or above from below it."""
+    prev = np.concatenate([[0], trace.status[:-1]])
+    out: npt.NDArray[np.bool_] = (trace.status >= level) & (prev < level)
+    return out

@@ -1,0 +1,131 @@
+"""``vibewatch evaluate nab``: stream a NAB-layout directory through the service's scoring.
+
+Every file is one engine. Readings go through the same processor, predictor interface and
+``EngineScoring`` as in the service (score, then learn; no look-ahead; the labels are only
+read to write the ``label`` column and to score the results afterwards). Writes NAB-format
+results and prints the normalised scores of the three profiles.
+
+``anomaly_score`` per row (``--output``):
+
+* ``onset`` (default): the score on rows where the engine's status rises to warning or
+  alarm, 0 elsewhere: the anomaly events the service would emit. NAB then sweeps the
+  threshold over these event scores, as it does for every detector.
+* ``score``: the raw anomaly score of every row.
+* ``alarm``: 1.0 on rows where the status rises to alarm, 0 elsewhere: the service's alarms
+  as they are, with no threshold chosen by NAB (reported at threshold 1.0).
+
+``--results DIR --detector NAME`` scores existing NAB results (e.g. the reference
+detectors) instead of running anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from service.evaluation.common import WARNING, add_common_arguments, onsets, out, run_series
+from service.evaluation.nab_data import NabFile, load_nab, read_result_column, result_path
+from service.evaluation.nab_data import write_result as write_nab_result
+from service.evaluation.nab_score import PROFILES, CorpusResult, load_profiles, score_corpus
+
+#: Defaults for NAB (see docs/scoring.md for how they were chosen on nab-dev).
+NAB_DEFAULTS: dict[str, object] = {}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="NAB-layout directory")
+    parser.add_argument("--out", type=Path, help="where to write NAB results")
+    parser.add_argument("--detector", default="vibewatch", help="detector name in the results")
+    parser.add_argument(
+        "--output",
+        choices=("onset", "score", "alarm"),
+        default="onset",
+        help="what goes in anomaly_score (default onset)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="score existing NAB results under this directory (with --detector) instead",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="score at this threshold instead of NAB's optimal one (e.g. a published one)",
+    )
+    add_common_arguments(parser, "ewma", **NAB_DEFAULTS)
+
+
+def detections(args: argparse.Namespace, files: list[NabFile]) -> list[np.ndarray]:
+    """Per-file anomaly_score columns from streaming the files through the scoring."""
+    traces, _ = run_series(args, [f.values[:, None] for f in files], [f.name for f in files])
+    cols = []
+    for t in traces:
+        if args.output == "score":
+            cols.append(t.score.copy())
+        elif args.output == "alarm":
+            cols.append(onsets(t).astype(np.float64))
+        else:
+            cols.append(
+                np.where(onsets(t, WARNING) | (t.changed & (t.status > WARNING)), t.score, 0.0)
+            )
+    return cols
+
+
+def score_results(
+    files: list[NabFile], cols: list[np.ndarray], profiles_path: Path, fixed: float | None
+) -> dict[str, CorpusResult]:
+    """NAB results per profile (optimal threshold, or ``fixed``)."""
+    profiles = load_profiles(profiles_path) if profiles_path.is_file() else PROFILES
+    labeled = [f.labeled for f in files]
+    return {name: score_corpus(labeled, cols, p, fixed) for name, p in profiles.items()}
+
+
+def run(args: argparse.Namespace) -> int:
+    files = load_nab(args.data)
+    if args.results is not None:
+        cols = [
+            read_result_column(result_path(args.results, args.detector, f.name), "anomaly_score")
+            for f in files
+        ]
+    else:
+        if args.out is None:
+            raise SystemExit("--out is required unless --results is given")
+        cols = detections(args, files)
+        for f, c in zip(files, cols, strict=True):
+            write_nab_result(args.out, args.detector, f, c)
+    fixed = 1.0 if args.output == "alarm" and args.results is None else args.threshold
+    results = score_results(files, cols, args.data / "config" / "profiles.json", fixed)
+    n_windows = sum(len(f.labeled.windows) for f in files)
+    out(f"{args.detector}: {len(files)} files, {n_windows} windows")
+    out(f"{'profile':<20} {'normalised':>10} {'threshold':>10} {'TP':>4} {'FP':>5} {'FN':>4}")
+    summary = {}
+    for name, r in results.items():
+        tp = sum(fs.tp for fs in r.files)
+        fp = sum(fs.fp for fs in r.files)
+        fn = sum(fs.fn for fs in r.files)
+        out(f"{name:<20} {r.normalised:>10.2f} {r.threshold:>10.4f} {tp:>4} {fp:>5} {fn:>4}")
+        summary[name] = {
+            "normalised": r.normalised,
+            "threshold": r.threshold,
+            "raw": r.total,
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "files": {fs.name: fs.score for fs in r.files},
+        }
+    if args.out is not None and args.results is None:
+        path = args.out / f"{args.detector}_scores.json"
+        path.write_text(json.dumps({"args": _jsonable(args), "profiles": summary}, indent=1))
+        out(f"results in {args.out / args.detector}, summary in {path}")
+    return 0
+
+
+def _jsonable(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if not k.startswith("_")
+    }
