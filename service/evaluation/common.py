@@ -86,26 +86,27 @@ def run_series(
 ) -> tuple[list[Trace], StepModel]:
     """Stream each ``(T, C)`` series as one engine through the chosen predictor and scoring.
 
-    For the LSTM every series is standardised online first (causally) and mapped into the
-    model's units: the bundled model was trained on IMS vibration levels, not on these
-    series. ``standardise`` does the same for the other predictors (needed when channels
-    have different units, since their residuals are not scaled).
+    ``standardise``: every series is first standardised online (causally, per channel), as
+    needed when channels have different units or, for the LSTM, when the data is unlike
+    the IMS vibration levels it was trained on (the standardised values are then mapped
+    into the model's units).
     """
     n_ch = series[0].shape[1]
     channels = tuple(f"c{k}" for k in range(n_ch))
     model = make_predictor(args.predictor, channels, args.model, args.level_rate)
+    if standardise:
+        series = [standardise_online(s) for s in series]
     if args.predictor == "lstm":
         if len(model.channels) != n_ch:
             raise SystemExit(
                 f"model has {len(model.channels)} channels, the data has {n_ch}: "
                 "use another --predictor"
             )
-        from service.model import StreamingModel
+        if standardise:
+            from service.model import StreamingModel
 
-        assert isinstance(model, StreamingModel)
-        series = [model.unscale(standardise_online(s)) for s in series]
-    elif standardise:
-        series = [standardise_online(s) for s in series]
+            assert isinstance(model, StreamingModel)
+            series = [model.unscale(s) for s in series]
     scoring = EngineScoring(scoring_params(args), n_channels=n_ch)
     return stream(model, scoring, series, ids), model
 

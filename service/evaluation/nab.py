@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def detections(args: argparse.Namespace, files: list[NabFile]) -> list[np.ndarray]:
     """Per-file anomaly_score columns from streaming the files through the scoring."""
-    traces, _ = run_series(args, [f.values[:, None] for f in files], [f.name for f in files])
+    series = [f.values[:, None] for f in files]
+    traces, _ = run_series(args, series, [f.name for f in files], args.predictor == "lstm")
     cols = []
     for t in traces:
         if args.output == "score":
