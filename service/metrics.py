@@ -170,6 +170,22 @@ class Metrics:
         for channel, value in engine.predicted.items():
             self.engine_prediction.labels(e, channel).set(value)
 
+    def forget_engines(self, engine_ids: list[str]) -> None:
+        """Remove the series of engines this instance no longer owns (a rebalance)."""
+        per_engine = (self.engine_score, self.engine_threshold, self.engine_status,
+                      self.engine_last_seen, self.engine_error)
+        per_channel = (self.engine_reading, self.engine_prediction)
+        with self._lock:
+            for e in engine_ids:
+                if e not in self._engine_series:
+                    continue
+                self._engine_series.discard(e)
+                for g in per_engine:
+                    g.remove(e)
+                for g in per_channel:
+                    for labels in [k for k in g._metrics if k[0] == e]:
+                        g.remove(*labels)
+
 
 @dataclass(frozen=True, slots=True)
 class EngineSample:

@@ -311,12 +311,14 @@ class Pipeline:
         with self.processing_lock:
             if self._pending.open:
                 self._commit()
-            n = self.store.drop_partitions({tp.partition for tp in partitions})
+            gone = self.store.drop_partitions({tp.partition for tp in partitions})
+            self.metrics.forget_engines(gone)
             self._to_restore -= set(partitions)
             for tp in partitions:
                 with contextlib.suppress(KeyError):
                     self.metrics.consumer_lag.remove(str(tp.partition))
-        log.info("revoked %s (%d engines dropped)", sorted(p.partition for p in partitions), n)
+        log.info("revoked %s (%d engines dropped)", sorted(p.partition for p in partitions),
+                 len(gone))
 
     def on_lost(self, partitions: set[TopicPartition]) -> None:
         """Forced out of the group: abort what is pending (it cannot commit) and forget."""
@@ -327,7 +329,9 @@ class Pipeline:
                 except Exception:
                     log.exception("abort after losing partitions failed")
             self._pending = _Pending()
-            self.store.drop_partitions({tp.partition for tp in partitions})
+            self.metrics.forget_engines(
+                self.store.drop_partitions({tp.partition for tp in partitions})
+            )
 
     def on_assigned(self, partitions: set[TopicPartition]) -> None:
         """Pause the new partitions; the loop restores their state, then resumes them."""

@@ -137,15 +137,15 @@ class EngineStore:
         self.threshold[slot] = np.nan
         self.resets[slot] = 0
 
-    def drop_partitions(self, partitions: set[int]) -> int:
-        """Forget every engine of ``partitions`` (after they were revoked); returns how many."""
+    def drop_partitions(self, partitions: set[int]) -> list[str]:
+        """Forget every engine of ``partitions`` (after they were revoked); returns their ids."""
         with self.lock:
             gone = [e for e, s in self.index.items() if int(self.partition[s]) in partitions]
             for engine_id in gone:
                 slot = self.index.pop(engine_id)
                 self.ids[slot] = ""
                 self._free.append(slot)
-            return len(gone)
+            return gone
 
     def forget(self, engine_id: str) -> None:
         """Drop one engine (a changelog tombstone or an unusable record)."""
