@@ -1,0 +1,159 @@
+"""The model card: a Markdown summary of an artifact with its PNG plots.
+
+Called by the trainer after the artifact is written. Plots: training and validation loss,
+prediction against actual on a held-out engine, and the distribution of held-out errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.data import Series
+from models.evaluation import Row, format_table
+
+LOSS_PNG = "loss.png"
+PREDICTION_PNG = "prediction.png"
+ERRORS_PNG = "errors.png"
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_loss(path: Path, history: dict[str, list[float]]) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=90)
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    ax.plot(epochs, history["loss"], label="train")
+    ax.plot(epochs, history["val_loss"], label="validation")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE (scaled units)")
+    ax.set_title("Training and validation loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_prediction(path: Path, series: Series, pred: np.ndarray) -> None:
+    plt = _pyplot()
+    channel = 0
+    actual = series.values[1:, channel]
+    predicted = pred[:-1, channel]
+    t = np.arange(1, len(series))
+    zoom = slice(max(0, len(t) // 2 - 100), len(t) // 2 + 100)
+    fig, axes = plt.subplots(2, 1, figsize=(8, 5.5), dpi=90)
+    for ax, sl, title in ((axes[0], slice(None), "whole run"), (axes[1], zoom, "zoom")):
+        ax.plot(t[sl], actual[sl], lw=0.8, label="actual")
+        ax.plot(t[sl], predicted[sl], lw=0.8, label="predicted (one step ahead)")
+        ax.set_title(f"{series.engine_id} ({series.channels[channel]}), {title}")
+        ax.set_xlabel("reading")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_errors(
+    path: Path, series: Sequence[Series], pred: Sequence[np.ndarray], scale: Sequence[float]
+) -> None:
+    plt = _pyplot()
+    model_err, last_err = [], []
+    for s, p in zip(series, pred, strict=True):
+        start = max(1, s.score_from)
+        model_err.append(((s.values[start:] - p[start - 1 : -1]) / scale).ravel())
+        last_err.append(((s.values[start:] - s.values[start - 1 : -1]) / scale).ravel())
+    m, lv = np.concatenate(model_err), np.concatenate(last_err)
+    lim = float(np.quantile(np.abs(np.concatenate([m, lv])), 0.995))
+    bins = np.linspace(-lim, lim, 80)
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=90)
+    ax.hist(lv, bins=bins, alpha=0.5, label="last value")
+    ax.hist(m, bins=bins, alpha=0.6, label="model")
+    ax.set_xlabel("next-value error (scaled units)")
+    ax.set_ylabel("readings")
+    ax.set_title("Held-out error distribution")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_card(
+    out: Path,
+    manifest: dict[str, Any],
+    rows: Sequence[Row],
+    held_out: Sequence[Series],
+    predict: Callable[[Series], np.ndarray],
+) -> None:
+    """Write ``model_card.md`` and the three plots into the artifact directory ``out``."""
+    training = manifest["training"]
+    plot_loss(out / LOSS_PNG, training["history"])
+    preds = [predict(s) for s in held_out]
+    if held_out:
+        plot_prediction(out / PREDICTION_PNG, held_out[0], preds[0])
+        plot_errors(out / ERRORS_PNG, held_out, preds, manifest["scaler"]["scale"])
+    arch = manifest["architecture"]
+    data = manifest["data"]
+    split = data["split"]
+    text = f"""# Model card: {manifest["version"]}
+
+Next-reading forecaster for vibewatch. It reads one engine's readings in time order,
+carries its recurrent state from reading to reading and predicts the next reading; the
+service scores the difference between that prediction and what arrives.
+
+| | |
+|---|---|
+| channels | {", ".join(manifest["channels"])} |
+| architecture | {arch["layers"]} x {arch["cell"].upper()}({arch["units"]}), dense head, \
+{"residual (predicts the change)" if arch["residual"] else "predicts the level"}, \
+dropout {arch["dropout"]} |
+| training sequences | {manifest["sequence_length"]} readings, stride {training["stride"]}, \
+every window starts from a zero state |
+| data | {data["name"]} ({data["format"]}): {", ".join(data["files"])} |
+| data sha256 | `{data["sha256"]}` |
+| split | by {split["method"]}: train {len(split["train"])}, val {len(split["val"])}, \
+test {len(split["test"])} |
+| validation engines | {", ".join(split["val"])} |
+| test engines | {", ".join(split["test"])} |
+| training | {training["epochs_run"]} epochs (best {training["best_epoch"]}), \
+{training["fit_seconds"]} s on this machine, seed {training["seed"]} |
+| created | {manifest["created"]}, code {manifest["code_version"]}, \
+Keras {manifest["keras_version"]} |
+
+## Next-value accuracy on held-out engines
+
+Raw units. The moving-average window ({manifest["metrics"]["moving_average_window"]}) was
+chosen on the validation engines. "vs last" is RMSE relative to the last-value baseline.
+
+```
+{format_table(rows)}
+```
+
+![prediction against actual]({PREDICTION_PNG})
+
+![error distribution]({ERRORS_PNG})
+
+![loss]({LOSS_PNG})
+
+## Intended use and limits
+
+- Trained on healthy and degrading runs of the data above; predictions for machines whose
+  normal level or dynamics differ much from it are less reliable, and the anomaly scorer
+  should learn its error statistics per engine rather than trust absolute errors.
+- The model is evaluated from a zero state at the start of each held-out run, as the service
+  starts an engine; sequences far longer than {manifest["sequence_length"]} readings were not
+  seen in training but are covered by the held-out evaluation (whole runs).
+- The artifact's probe sequence lets the service check that its NumPy kernel reproduces this
+  Keras model (to {manifest["probe"]["tolerance"]:g} in scaled units) before using it.
+"""
+    (out / "model_card.md").write_text(text, encoding="utf-8")

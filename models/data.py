@@ -1,0 +1,295 @@
+"""Loading run-to-failure and monitoring data into per-engine series.
+
+Every loader returns a :class:`Dataset`: a tuple of :class:`Series`, one per engine (one
+sequence the model reads from its start), with the channel names in column order. Formats:
+
+- ``ims``: the IMS bearing snapshot CSVs (``ims_test*_snapshot_meanabs.csv``); every bearing
+  channel of a test is one engine with the single channel ``vibration`` (g).
+- ``cmapss``: NASA C-MAPSS ``train_FD00x.txt``; one engine per unit, channels = sensors.
+- ``nab``: Numenta Anomaly Benchmark style ``timestamp,value`` CSVs; one engine per file,
+  channel ``value``.
+- ``csv``: a time column plus channel columns; one engine per file, or an engine-id column.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = ("ims", "cmapss", "nab", "csv")
+#: Below this level (g) on every channel the IMS rig was stopped: such rows are dropped.
+IMS_STOPPED_G = 0.01
+#: C-MAPSS sensors that vary in FD001 (the others are constant or nearly so).
+CMAPSS_INFORMATIVE = (
+    "s2", "s3", "s4", "s7", "s8", "s9", "s11", "s12", "s13", "s14", "s15", "s17", "s20", "s21",
+)  # fmt: skip
+CMAPSS_COLUMNS = (
+    "unit", "cycle", "setting1", "setting2", "setting3", *(f"s{i}" for i in range(1, 22)),
+)  # fmt: skip
+
+
+class DataError(ValueError):
+    """A data file that cannot be read as the requested format; names the file."""
+
+    def __init__(self, path: Path | str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = str(path)
+
+
+@dataclass(frozen=True, eq=False)
+class Series:
+    """One engine's readings: ``values`` (T, C) float64, rows in time order.
+
+    ``score_from`` is the first target index that counts in evaluation: the readings before
+    it are context (they warm the state up) taken from an earlier part of the same engine.
+    """
+
+    engine_id: str
+    source: str
+    channels: tuple[str, ...]
+    values: np.ndarray
+    score_from: int = 0
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Series of one format read from ``files``; ``sha256`` hashes the files' bytes."""
+
+    name: str
+    kind: str
+    series: tuple[Series, ...]
+    files: tuple[Path, ...]
+    sha256: str = field(default="")
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return self.series[0].channels if self.series else ()
+
+
+def hash_files(files: Sequence[Path]) -> str:
+    """sha256 over the files' names and bytes, in sorted name order."""
+    digest = hashlib.sha256()
+    for path in sorted(files, key=lambda p: p.name):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def parse_spec(spec: str) -> tuple[str, Path]:
+    """``"ims:path"``, ``"cmapss:path"``, ... or a bare path (the format is then detected)."""
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in FORMATS:
+        return kind, Path(rest)
+    path = Path(spec)
+    return detect_format(path), path
+
+
+def detect_format(path: Path) -> str:
+    """Guess the format of a file or directory from names and the CSV header."""
+    files = _files(path, ("*.csv", "*.txt"))
+    names = [f.name for f in files]
+    if names and all(n.startswith("ims_") and n.endswith(".csv") for n in names):
+        return "ims"
+    if names and all(n.startswith(("train_FD", "test_FD")) for n in names):
+        return "cmapss"
+    csvs = [f for f in files if f.suffix == ".csv"]
+    if csvs and all(_header(f)[:2] == ["timestamp", "value"] for f in csvs):
+        return "nab"
+    if csvs:
+        return "csv"
+    raise DataError(path, "cannot tell the data format; prefix the path with ims:, cmapss:, ...")
+
+
+def load(
+    spec: str,
+    *,
+    channels: Sequence[str] | None = None,
+    engine_column: str | None = None,
+    time_column: str | None = None,
+) -> Dataset:
+    """Load ``spec`` (see :func:`parse_spec`); ``channels`` selects and orders columns."""
+    kind, path = parse_spec(spec)
+    if not path.exists():
+        raise DataError(path, "no such file or directory")
+    if kind == "ims":
+        ds = load_ims(path)
+    elif kind == "cmapss":
+        ds = load_cmapss(path, channels or CMAPSS_INFORMATIVE)
+    elif kind == "nab":
+        ds = load_nab(path)
+    else:
+        ds = load_csv(path, engine_column=engine_column, time_column=time_column)
+    if channels is not None and kind != "cmapss":
+        ds = select_channels(ds, channels)
+    return ds
+
+
+def select_channels(ds: Dataset, channels: Sequence[str]) -> Dataset:
+    """The same dataset restricted to ``channels``, in that order."""
+    out = []
+    for s in ds.series:
+        missing = [c for c in channels if c not in s.channels]
+        if missing:
+            raise DataError(s.source, f"engine {s.engine_id} has no channel(s) {missing}")
+        idx = [s.channels.index(c) for c in channels]
+        out.append(Series(s.engine_id, s.source, tuple(channels), s.values[:, idx], s.score_from))
+    return Dataset(ds.name, ds.kind, tuple(out), ds.files, ds.sha256)
+
+
+def _files(path: Path, patterns: Sequence[str]) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted({f for p in patterns for f in path.glob(p) if f.is_file()})
+
+
+def _header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return [h.strip() for h in next(csv.reader(fh), [])]
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.reader(fh) if r]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"cannot read ({exc})") from exc
+    if len(rows) < 2:
+        raise DataError(path, "needs a header and at least one row")
+    return [h.strip() for h in rows[0]], rows[1:]
+
+
+def _floats(path: Path, rows: list[list[str]], cols: list[int]) -> np.ndarray:
+    try:
+        arr = np.array([[float(r[c]) for c in cols] for r in rows], dtype=np.float64)
+    except (ValueError, IndexError) as exc:
+        raise DataError(path, f"non-numeric or missing value ({exc})") from exc
+    if not np.all(np.isfinite(arr)):
+        raise DataError(path, "holds NaN or infinite values")
+    return arr
+
+
+def _slug(text: str) -> str:
+    return "".join(ch.lower() if ch.isalnum() else "-" for ch in text).strip("-")
+
+
+def load_ims(path: Path) -> Dataset:
+    """IMS snapshot CSVs: first column the time, then one column per bearing channel.
+
+    Engine ids are ``ims<test>-<column>``, e.g. ``ims2-bearing-1``. Trailing rows where every
+    channel is below :data:`IMS_STOPPED_G` (the rig was stopped) are dropped.
+    """
+    files = _files(path, ("ims_*.csv",))
+    if not files:
+        raise DataError(path, "no ims_*.csv files")
+    series = []
+    for f in files:
+        header, rows = _read_csv(f)
+        values = _floats(f, rows, list(range(1, len(header))))
+        running = np.flatnonzero(values.max(axis=1) >= IMS_STOPPED_G)
+        if running.size == 0:
+            raise DataError(f, "every row is below the stopped-rig level")
+        values = values[: running[-1] + 1]
+        test = "".join(ch for ch in f.stem.split("_")[1] if ch.isdigit()) or f.stem
+        for k, name in enumerate(header[1:]):
+            engine = f"ims{test}-{_slug(name)}"
+            series.append(Series(engine, f.name, ("vibration",), values[:, k : k + 1].copy()))
+    return Dataset("ims", "ims", tuple(series), tuple(files), hash_files(files))
+
+
+def load_cmapss(path: Path, channels: Sequence[str] = CMAPSS_INFORMATIVE) -> Dataset:
+    """C-MAPSS whitespace-separated files: unit, cycle, 3 settings, 21 sensors per row."""
+    files = _files(path, ("train_FD*.txt",))
+    if not files:
+        raise DataError(path, "no train_FD*.txt files")
+    unknown = [c for c in channels if c not in CMAPSS_COLUMNS[2:]]
+    if unknown:
+        raise DataError(path, f"unknown C-MAPSS channel(s) {unknown}")
+    idx = [CMAPSS_COLUMNS.index(c) for c in channels]
+    series = []
+    for f in files:
+        try:
+            table = np.loadtxt(f, dtype=np.float64, ndmin=2)
+        except ValueError as exc:
+            raise DataError(f, f"not a C-MAPSS table ({exc})") from exc
+        if table.shape[1] != len(CMAPSS_COLUMNS):
+            raise DataError(f, f"expected {len(CMAPSS_COLUMNS)} columns, got {table.shape[1]}")
+        tag = f.stem.split("_")[-1].lower()
+        for unit in np.unique(table[:, 0]):
+            rows = table[table[:, 0] == unit]
+            rows = rows[np.argsort(rows[:, 1], kind="stable")]
+            engine = f"{tag}-{int(unit):03d}"
+            series.append(Series(engine, f.name, tuple(channels), rows[:, idx].copy()))
+    return Dataset("cmapss", "cmapss", tuple(series), tuple(files), hash_files(files))
+
+
+def load_nab(path: Path) -> Dataset:
+    """NAB-style CSVs (``timestamp,value``), searched recursively; one engine per file."""
+    files = [path] if path.is_file() else sorted(path.rglob("*.csv"))
+    if not files:
+        raise DataError(path, "no .csv files")
+    series = []
+    for f in files:
+        header, rows = _read_csv(f)
+        if header[:2] != ["timestamp", "value"]:
+            raise DataError(f, f"expected header timestamp,value, got {header[:2]}")
+        values = _floats(f, rows, [1])
+        engine = _slug(f.relative_to(path).with_suffix("").as_posix() if path.is_dir() else f.stem)
+        series.append(Series(engine, f.name, ("value",), values))
+    return Dataset("nab", "nab", tuple(series), tuple(files), hash_files(files))
+
+
+def load_csv(
+    path: Path, *, engine_column: str | None = None, time_column: str | None = None
+) -> Dataset:
+    """Generic CSVs: a time column (first column unless named), channel columns, and either
+    one engine per file or an ``engine_column`` naming the engine of every row.
+
+    Rows are ordered by time within an engine (numeric or ISO-8601 text both sort correctly
+    when consistently formatted); every other column is a channel.
+    """
+    files = _files(path, ("*.csv",))
+    if not files:
+        raise DataError(path, "no .csv files")
+    series: list[Series] = []
+    channels: tuple[str, ...] | None = None
+    for f in files:
+        header, rows = _read_csv(f)
+        tcol = header.index(time_column) if time_column in header else 0
+        if time_column is not None and time_column not in header:
+            raise DataError(f, f"no time column {time_column!r}")
+        ecol: int | None = None
+        if engine_column is not None:
+            if engine_column not in header:
+                raise DataError(f, f"no engine column {engine_column!r}")
+            ecol = header.index(engine_column)
+        cols = [k for k in range(len(header)) if k not in (tcol, ecol)]
+        names = tuple(header[k] for k in cols)
+        if channels is not None and names != channels:
+            raise DataError(f, f"channels {names} differ from the first file's {channels}")
+        channels = names
+        groups: dict[str, list[list[str]]] = {}
+        for r in rows:
+            key = r[ecol] if ecol is not None else f.stem
+            groups.setdefault(key, []).append(r)
+        for key, grp in groups.items():
+            grp.sort(key=lambda r: _time_key(r[tcol]))
+            engine = _slug(key) if ecol is not None else _slug(f.stem)
+            series.append(Series(engine, f.name, names, _floats(f, grp, cols)))
+    return Dataset(path.stem, "csv", tuple(series), tuple(files), hash_files(files))
+
+
+def _time_key(text: str) -> tuple[float, str]:
+    try:
+        value = float(text)
+    except ValueError:
+        return (math.inf, text)
+    return (value, "")

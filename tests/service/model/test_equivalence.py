@@ -1,0 +1,100 @@
+"""The NumPy streaming kernel against the Keras model run over whole sequences."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.model import load_streaming_model
+from tests.service.model.helpers import DEFAULT_ARTIFACT, BuildArtifact, healthy_readings
+
+TOLERANCE = 1e-5  # scaled units
+
+
+def keras_predict(artifact: Path, xs: np.ndarray) -> np.ndarray:
+    """The artifact's Keras model (safe mode) over full sequences ``xs`` (n, T, C) raw."""
+    from models.artifact import load_keras, read_manifest
+    from models.forecast import Scaler
+
+    manifest = read_manifest(artifact)
+    scaler = Scaler(tuple(manifest["scaler"]["mean"]), tuple(manifest["scaler"]["scale"]))
+    model = load_keras(artifact)
+    z = scaler.transform(xs).astype(np.float32)
+    out: np.ndarray = scaler.inverse(np.asarray(model.predict(z, verbose=0), np.float64))
+    return out
+
+
+def stream(artifact: Path, xs: np.ndarray) -> np.ndarray:
+    """The kernel fed one reading per step for all engines at once."""
+    model = load_streaming_model(artifact)
+    preds, _ = model.run(xs)
+    return preds
+
+
+def max_scaled_diff(artifact: Path, a: np.ndarray, b: np.ndarray) -> float:
+    model = load_streaming_model(artifact)
+    return float(np.max(np.abs(model.scale(a) - model.scale(b))))
+
+
+def test_default_artifact_streams_like_keras_at_scale() -> None:
+    # 100 engines x 10,000 readings, healthy-looking with spikes: the service's workload.
+    xs = healthy_readings(np.random.default_rng(7), engines=100, steps=10_000)
+    started = time.monotonic()
+    streamed = stream(DEFAULT_ARTIFACT, xs)
+    stream_s = time.monotonic() - started
+    expected = keras_predict(DEFAULT_ARTIFACT, xs)
+    assert streamed.shape == expected.shape == xs.shape
+    assert max_scaled_diff(DEFAULT_ARTIFACT, streamed, expected) <= TOLERANCE
+    assert stream_s < 30, f"streaming 1M engine-steps took {stream_s:.1f} s"
+
+
+def test_default_artifact_streams_the_shipped_held_out_data_like_keras() -> None:
+    from models.data import load_ims
+
+    ds = load_ims(DEFAULT_ARTIFACT.parent.parent / "data" / "ims")
+    for s in ds.series:
+        xs = s.values[None]
+        streamed = stream(DEFAULT_ARTIFACT, xs)
+        expected = keras_predict(DEFAULT_ARTIFACT, xs)
+        assert max_scaled_diff(DEFAULT_ARTIFACT, streamed, expected) <= TOLERANCE, s.engine_id
+
+
+@pytest.mark.parametrize(
+    ("cell", "units", "layers", "channels"),
+    [("lstm", 16, 1, 1), ("lstm", 12, 3, 4), ("gru", 16, 1, 1), ("gru", 8, 2, 3)],
+)
+def test_built_architectures_stream_like_keras(
+    build_artifact: BuildArtifact, cell: str, units: int, layers: int, channels: int
+) -> None:
+    artifact = build_artifact(cell=cell, units=units, layers=layers, channels=channels)
+    model = load_streaming_model(artifact)
+    per_layer = 2 * units if cell == "lstm" else units
+    assert model.state_size == layers * per_layer
+    rng = np.random.default_rng(1)
+    xs = rng.normal(1.0, 1.0, size=(20, 500, channels)) * np.arange(1, channels + 1)
+    streamed = stream(artifact, xs)
+    expected = keras_predict(artifact, xs)
+    assert max_scaled_diff(artifact, streamed, expected) <= TOLERANCE
+
+
+def test_state_carries_across_calls_exactly() -> None:
+    # Splitting a sequence across calls (as messages arrive) changes nothing.
+    model = load_streaming_model(DEFAULT_ARTIFACT)
+    xs = healthy_readings(np.random.default_rng(3), engines=5, steps=300)
+    whole, end_whole = model.run(xs)
+    first, mid = model.run(xs[:, :120])
+    second, end_split = model.run(xs[:, 120:], mid)
+    np.testing.assert_array_equal(np.concatenate([first, second], axis=1), whole)
+    np.testing.assert_array_equal(end_split, end_whole)
+
+
+def test_engines_in_a_batch_do_not_interact() -> None:
+    model = load_streaming_model(DEFAULT_ARTIFACT)
+    xs = healthy_readings(np.random.default_rng(4), engines=6, steps=50)
+    batched, _ = model.run(xs)
+    for k in range(6):
+        alone, _ = model.run(xs[k : k + 1])
+        np.testing.assert_allclose(alone[0], batched[k], rtol=0, atol=1e-7)
