@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,14 @@ def out(line: str = "") -> None:
 
 
 def add_common_arguments(
-    parser: argparse.ArgumentParser, predictor: str = "ewma", **scoring_defaults: object
+    parser: argparse.ArgumentParser,
+    predictor: str = "ewma",
+    level_rate: float = 0.01,
+    scoring_defaults: Mapping[str, object] | None = None,
 ) -> None:
     """Predictor and scoring options; defaults are the service's ``ScoringSettings``
     overridden by ``scoring_defaults`` (each command documents its own)."""
-    base = ScoringParams.from_settings(ScoringSettings(), **scoring_defaults)
+    base = ScoringParams.from_settings(ScoringSettings(), **(scoring_defaults or {}))
     g = parser.add_argument_group("predictor")
     g.add_argument(
         "--predictor",
@@ -48,8 +52,8 @@ def add_common_arguments(
     g.add_argument(
         "--level-rate",
         type=float,
-        default=0.01,
-        help="EWMA rate of the ewma predictor (default 0.01)",
+        default=level_rate,
+        help=f"EWMA rate of the ewma predictor (default {level_rate})",
     )
     s = parser.add_argument_group("scoring (defaults: the service's settings)")
     s.add_argument("--scorer", choices=SCORERS, default=base.scorer)
@@ -83,6 +87,7 @@ def run_series(
     series: list[FloatArray],
     ids: list[str],
     standardise: bool = False,
+    freeze_after: int | None = None,
 ) -> tuple[list[Trace], StepModel]:
     """Stream each ``(T, C)`` series as one engine through the chosen predictor and scoring.
 
@@ -95,7 +100,7 @@ def run_series(
     channels = tuple(f"c{k}" for k in range(n_ch))
     model = make_predictor(args.predictor, channels, args.model, args.level_rate)
     if standardise:
-        series = [standardise_online(s) for s in series]
+        series = [standardise_online(s, freeze_after=freeze_after) for s in series]
     if args.predictor == "lstm":
         if len(model.channels) != n_ch:
             raise SystemExit(

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="score at this threshold instead of NAB's optimal one (e.g. a published one)",
     )
-    add_common_arguments(parser, "ewma", **NAB_DEFAULTS)
+    add_common_arguments(parser, "ewma", 0.01, NAB_DEFAULTS)
 
 
 def detections(args: argparse.Namespace, files: list[NabFile]) -> list[np.ndarray]:

@@ -53,28 +53,32 @@ class _Scaler(Protocol):
     def unscale(self, z: np.ndarray) -> np.ndarray: ...
 
 
-def standardise_online(values: F64, rate: float = 0.001, warmup: int = 30) -> F64:
+def standardise_online(
+    values: F64, rate: float = 0.001, warmup: int = 30, freeze_after: int | None = None
+) -> F64:
     """Causal per-series standardisation: ``z_t = (x_t - m_{t-1}) / s_{t-1}``.
 
     ``m``, ``s`` are a running mean and standard deviation of the readings *before* ``t``
     (an exact running mean for the first ``1/rate`` readings, then an EWMA with ``rate``),
     so no reading is normalised with statistics that include it or anything after it.
-    ``values`` is ``(T, C)``; returns ``(T, C)``. The first ``warmup`` readings use the
-    statistics of what came before them too, with a floor on ``s``.
+    ``values`` is ``(T, C)``; returns ``(T, C)``. A few readings do not make a usable standard
+    deviation: the first two outputs are 0 and those before ``warmup`` are clipped to +-3.
+    ``freeze_after``: stop updating the statistics after that many readings, so that later
+    readings are measured against the engine's own early (healthy) baseline.
     """
     x = np.asarray(values, dtype=np.float64)
-    out = np.empty_like(x)
+    out = np.zeros_like(x)
     mean = x[0].copy()
     var = np.zeros(x.shape[1])
-    scale_floor = np.maximum(np.abs(x[0]) * 1e-3, 1e-9)
-    for t in range(x.shape[0]):
-        std = np.sqrt(var)
-        floor = scale_floor if t >= warmup else np.maximum(scale_floor, np.abs(mean) * 0.01)
-        out[t] = (x[t] - mean) / np.maximum(std, floor)
-        a = max(rate, 1.0 / (t + 1.0))
-        d = x[t] - mean
+    floor = np.maximum(np.abs(x[0]) * 1e-6, 1e-12)
+    for t in range(1, x.shape[0]):
+        a = 0.0 if freeze_after is not None and t > freeze_after else max(rate, 1.0 / t)
+        d = x[t - 1] - mean
         mean = mean + a * d
         var = (1 - a) * (var + a * d * d)
+        if t >= 2:
+            z = (x[t] - mean) / np.maximum(np.sqrt(var), floor)
+            out[t] = z if t >= warmup else np.clip(z, -3.0, 3.0)
     return np.clip(out, -50.0, 50.0)
 
 
