@@ -58,6 +58,10 @@ class _Layer:
         return h_new, h_new
 
 
+#: Smallest batch the matrix products see; see :meth:`Kernel.step`.
+MIN_ROWS = 8
+
+
 class Kernel:
     """The network in scaled units: ``step(x_scaled, state) -> (y_scaled, new_state)``.
 
@@ -78,7 +82,22 @@ class Kernel:
         self.state_size = bounds[-1]
 
     def step(self, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One reading for each of n engines: ``x`` (n, C) float32, ``state`` (n, S) float32."""
+        """One reading for each of n engines: ``x`` (n, C) float32, ``state`` (n, S) float32.
+
+        An engine's result is bit-for-bit independent of which other engines share the
+        batch (exactly-once recovery relies on it): BLAS takes other code paths for products
+        with very few rows, so small batches are padded to ``MIN_ROWS`` rows.
+        """
+        n = x.shape[0]
+        if n < MIN_ROWS:
+            pad = MIN_ROWS - n
+            x = np.concatenate([x, np.zeros((pad, x.shape[1]), dtype=x.dtype)])
+            state = np.concatenate([state, np.zeros((pad, state.shape[1]), dtype=state.dtype)])
+            y, new_state = self._step(x, state)
+            return y[:n], new_state[:n]
+        return self._step(x, state)
+
+    def _step(self, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         inp = x
         parts = []
         for k, layer in enumerate(self.layers):
