@@ -207,6 +207,7 @@ class Pipeline:
         m.readings.labels("duplicate").inc(result.duplicate)
         m.readings.labels("late").inc(result.late)
         m.batch_size.observe(result.processed)
+        m.engines_tracked.set(len(self.store))
         m.batch_seconds.observe(time.perf_counter() - started)
 
     def _dead_letter(self, tp: TopicPartition, rec: Any, exc: InvalidMessageError) -> None:

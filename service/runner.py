@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from typing import Any
 
 from service.config import load_settings
@@ -64,5 +65,11 @@ def run(args: argparse.Namespace) -> int:
         settings.api.host, settings.api.port,
     )
     app = create_app(lambda: runtime)
+    # uvicorn handles SIGTERM/SIGINT (graceful shutdown: the lifespan commits and leaves the
+    # group), then re-raises the signal to the previous handler; a Python handler here makes
+    # that a clean exit with status 0 instead of death by signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning")
+    log.info("stopped")
     return 0

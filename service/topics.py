@@ -58,7 +58,7 @@ def ensure_topics(s: KafkaSettings) -> int:
 
 def _partition_counts(admin: KafkaAdminClient) -> dict[str, int]:
     return {
-        t["topic"]: len(t["partitions"])
+        t["name"]: len(t["partitions"])
         for t in admin.describe_topics()
         if not t.get("error_code")
     }

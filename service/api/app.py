@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import service
 from service.api.routes import router
@@ -23,7 +23,6 @@ def create_app(make_runtime: Callable[[], Runtime], *, start_pipeline: bool = Tr
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = make_runtime()
         app.state.runtime = runtime
-        app.mount("/metrics", make_asgi_app(registry=runtime.registry))
         if start_pipeline:
             runtime.start()
         try:
@@ -38,6 +37,12 @@ def create_app(make_runtime: Callable[[], Runtime], *, start_pipeline: bool = Tr
         lifespan=lifespan,
     )
     app.include_router(router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        """Prometheus exposition of this instance's registry."""
+        registry = request.app.state.runtime.registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

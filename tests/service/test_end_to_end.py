@@ -50,9 +50,16 @@ def test_simulated_readings_reach_the_api_and_metrics(kafka_bootstrap: str,
         assert status == 200 and one["readings"] == TICKS
         assert service.get("/engines/engine-9999")[0] == 404
 
-        _, metrics = service.get("/metrics")
-        m = re.search(r'^vibewatch_readings_total\{outcome="processed"\} (\S+)$', metrics, re.M)
-        assert m is not None and float(m.group(1)) == ENGINES * TICKS
+        def counted() -> str | None:
+            # the counters move right after the state the API shows: poll briefly
+            status, text = service.get("/metrics")
+            assert status == 200
+            m = re.search(r'^vibewatch_readings_total\{outcome="processed"\} (\S+)$', text, re.M)
+            assert m is not None
+            committed = re.search(r"^vibewatch_last_processed_timestamp_seconds 0\.0$", text, re.M)
+            return text if float(m.group(1)) == ENGINES * TICKS and not committed else None
+
+        metrics = wait_for(counted, 10, "the processed-readings counter")
         assert re.search(r"^vibewatch_engines_tracked 12\.0$", metrics, re.M)
     finally:
         code = service.stop()

@@ -131,5 +131,5 @@ def test_health_and_readiness(client: TestClient) -> None:
 
 
 def test_metrics_exposed(client: TestClient) -> None:
-    text = client.get("/metrics/").text
+    text = client.get("/metrics").text
     assert "vibewatch_readings_total" in text and 'vibewatch_model_info{' in text
