@@ -32,8 +32,10 @@ def _corpus() -> list[tuple[bytes | None, bytes | None, str]]:
     extra = ",".join(f'"f{i}":1' for i in range(20))
     out.append((('{"engine_id":"e","ts":1795608000000,"values":{"vibration":1},' + extra + "}")
                 .encode(), None, "too_many_fields"))
-    # the shared corpus is written for the channel "rms"; this service reads "vibration"
-    return [(v.replace(b'"rms"', b'"vibration"') if v else v, k, r) for v, k, r in out]
+    # the shared corpus is written for the channel "rms"; this service reads "vibration";
+    # Kafka needs a key or a value, so the null-value message gets a key
+    return [(v.replace(b'"rms"', b'"vibration"') if v else v, k if v else b"null-value", r)
+            for v, k, r in out]
 
 
 def _produce(bootstrap: str, topic: str, with_bad: bool) -> int:
