@@ -96,6 +96,8 @@ def parse_spec(spec: str) -> tuple[str, Path]:
 def detect_format(path: Path) -> str:
     """Guess the format of a file or directory from names and the CSV header."""
     files = _files(path, ("*.csv", "*.txt"))
+    if not files and path.is_dir():
+        files = sorted(path.rglob("*.csv"))  # NAB keeps its files in category folders
     names = [f.name for f in files]
     if names and all(n.startswith("ims_") and n.endswith(".csv") for n in names):
         return "ims"

@@ -51,11 +51,13 @@ def split_dataset(
     test_fraction: float = 0.15,
     seed: int = 0,
     context: int = 128,
+    require_train: bool = True,
 ) -> Split:
     """Split ``ds``. ``val``/``test`` name engines (method engine) or files (method file);
     when both are empty, ``val_fraction``/``test_fraction`` of them are drawn with ``seed``.
     For method time the fractions are of each engine's length and ``context`` readings before
-    each cut are carried, unscored.
+    each cut are carried, unscored. ``require_train=False`` allows an empty training part
+    (evaluation of unseen data).
     """
     if method == "time":
         return _by_time(ds, val_fraction, test_fraction, context)
@@ -86,7 +88,7 @@ def split_dataset(
     for s in ds.series:
         k = key(s)
         parts["val" if k in val_set else "test" if k in test_set else "train"].append(s)
-    if not parts["train"]:
+    if require_train and not parts["train"]:
         raise DataError(ds.name, "the split leaves nothing to train on")
     return Split(method, tuple(parts["train"]), tuple(parts["val"]), tuple(parts["test"]), params)
 

@@ -13,6 +13,7 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ def read_keras_weights(path: Path) -> NetworkWeights:
                     raise ArtifactError(where, f"not a Keras model archive: no {member} inside")
             config_bytes = archive.read("config.json")
             weights_bytes = archive.read("model.weights.h5")
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zlib.error) as exc:
         raise ArtifactError(where, f"corrupt or truncated .keras archive ({exc})") from exc
     except (OSError, EOFError) as exc:
         raise ArtifactError(where, f"cannot read .keras archive ({exc})") from exc
@@ -75,9 +76,15 @@ def read_keras_weights(path: Path) -> NetworkWeights:
         raise ArtifactError(where, f"config.json inside is not valid JSON ({exc})") from exc
     layers = _layers(config, where)
     try:
-        with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
+        h5 = h5py.File(io.BytesIO(weights_bytes), "r")
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(where, f"model.weights.h5 inside is corrupt ({exc})") from exc
+    try:
+        with h5:
             return _network(layers, h5, where)
-    except OSError as exc:
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ArtifactError(where, f"config.json inside is malformed ({exc!r})") from exc
+    except (OSError, ValueError) as exc:
         raise ArtifactError(where, f"model.weights.h5 inside is corrupt ({exc})") from exc
 
 

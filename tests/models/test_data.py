@@ -1,0 +1,132 @@
+"""Loaders for IMS, C-MAPSS, NAB-style and generic CSV data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.data import (
+    CMAPSS_INFORMATIVE,
+    DataError,
+    detect_format,
+    load,
+    load_cmapss,
+    load_csv,
+    load_ims,
+    load_nab,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+IMS = REPO / "models" / "data" / "ims"
+SHARED_CMAPSS = REPO.parent / "shared" / "data" / "cmapss" / "train_FD001.txt"
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_ims_every_bearing_channel_is_an_engine() -> None:
+    ds = load_ims(IMS)
+    assert ds.kind == "ims" and ds.channels == ("vibration",)
+    ids = [s.engine_id for s in ds.series]
+    assert len(ids) == 12 == len(set(ids))
+    assert "ims2-bearing-1" in ids and "ims1-bearing-3-c2" in ids
+    test2 = [s for s in ds.series if s.engine_id.startswith("ims2")]
+    # The last two rows of test 2 (rig stopped, ~0.001 g) are dropped, nothing else.
+    assert {len(s) for s in test2} == {982}
+    assert min(float(s.values.min()) for s in test2) > 0.04
+    assert len(ds.sha256) == 64
+
+
+def test_ims_detected_and_hash_stable() -> None:
+    assert detect_format(IMS) == "ims"
+    assert load(str(IMS)).sha256 == load(f"ims:{IMS}").sha256
+
+
+def test_cmapss_units_become_engines(tmp_path: Path) -> None:
+    rows = []
+    for unit, cycles in ((1, 3), (2, 2)):
+        for c in range(1, cycles + 1):
+            sensors = " ".join(f"{100 * unit + s + c / 10:.2f}" for s in range(1, 22))
+            rows.append(f"{unit} {c} 0.0 0.0 100.0 {sensors}")
+    # Rows out of cycle order within a unit are sorted by cycle.
+    rows[0], rows[1] = rows[1], rows[0]
+    path = write(tmp_path / "train_FD009.txt", "\n".join(rows) + "\n")
+    ds = load_cmapss(path, ("s2", "s7"))
+    assert [s.engine_id for s in ds.series] == ["fd009-001", "fd009-002"]
+    np.testing.assert_allclose(ds.series[0].values[:, 0], [102.1, 102.2, 102.3])
+    assert ds.series[1].channels == ("s2", "s7")
+    with pytest.raises(DataError, match="unknown C-MAPSS channel"):
+        load_cmapss(path, ("s99",))
+
+
+@pytest.mark.skipif(not SHARED_CMAPSS.exists(), reason="shared C-MAPSS data not present")
+def test_cmapss_fd001() -> None:
+    ds = load(f"cmapss:{SHARED_CMAPSS}")
+    assert len(ds.series) == 100
+    assert ds.channels == CMAPSS_INFORMATIVE
+    assert sum(len(s) for s in ds.series) == 20631
+
+
+def test_nab_files_are_engines(tmp_path: Path) -> None:
+    write(
+        tmp_path / "a" / "x.csv",
+        "timestamp,value\n2024-01-01 00:00:00,1.5\n2024-01-01 00:05:00,2\n",
+    )
+    write(tmp_path / "b" / "y.csv", "timestamp,value\n2024-01-01 00:00:00,3\n")
+    assert detect_format(tmp_path) == "nab"
+    ds = load_nab(tmp_path)
+    assert [s.engine_id for s in ds.series] == ["a-x", "b-y"]
+    np.testing.assert_array_equal(ds.series[0].values[:, 0], [1.5, 2.0])
+
+
+def test_csv_one_file_per_engine(tmp_path: Path) -> None:
+    write(tmp_path / "pump-1.csv", "time,rms,temp\n2,0.2,30\n1,0.1,31\n")
+    write(tmp_path / "pump-2.csv", "time,rms,temp\n1,0.3,29\n")
+    assert detect_format(tmp_path) == "csv"
+    ds = load_csv(tmp_path)
+    assert [s.engine_id for s in ds.series] == ["pump-1", "pump-2"]
+    assert ds.channels == ("rms", "temp")
+    np.testing.assert_array_equal(ds.series[0].values, [[0.1, 31], [0.2, 30]])  # time order
+    only = load(f"csv:{tmp_path}", channels=["temp"])
+    assert only.channels == ("temp",)
+
+
+def test_csv_engine_column(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "fleet.csv",
+        "engine,ts,rms\nA,2024-01-01T00:10:00Z,2\nB,2024-01-01T00:00:00Z,5\n"
+        "A,2024-01-01T00:00:00Z,1\n",
+    )
+    ds = load_csv(path, engine_column="engine", time_column="ts")
+    assert {s.engine_id: s.values[:, 0].tolist() for s in ds.series} == {
+        "a": [1.0, 2.0],
+        "b": [5.0],
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("time,rms\n1,abc\n", "non-numeric"),
+        ("time,rms\n1,nan\n", "NaN"),
+        ("time,rms\n", "at least one row"),
+    ],
+)
+def test_bad_csv_names_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path / "bad.csv", text)
+    with pytest.raises(DataError, match=message) as info:
+        load_csv(path)
+    assert info.value.path == str(path)
+
+
+def test_missing_channel_and_path(tmp_path: Path) -> None:
+    write(tmp_path / "e.csv", "time,rms\n1,0.1\n")
+    with pytest.raises(DataError, match="no channel"):
+        load(f"csv:{tmp_path}", channels=["vibration"])
+    with pytest.raises(DataError, match="no such file"):
+        load(f"csv:{tmp_path / 'nope'}")
