@@ -31,8 +31,17 @@ from service.evaluation.nab_data import NabFile, load_nab, read_result_column, r
 from service.evaluation.nab_data import write_result as write_nab_result
 from service.evaluation.nab_score import PROFILES, CorpusResult, load_profiles, score_corpus
 
-#: Defaults for NAB (see docs/scoring.md for how they were chosen on nab-dev).
-NAB_DEFAULTS: dict[str, object] = {}
+#: Defaults for NAB, chosen by a small grid search on nab-dev itself (docs/scoring.md): a
+#: very long error memory, heavy smoothing, low levels and no hold, so that every
+#: sustained departure raises exactly one event early.
+NAB_DEFAULTS: dict[str, object] = {
+    "error_decay": 0.0003,
+    "smoothing": 0.05,
+    "warning_score": 0.2,
+    "alarm_score": 0.3,
+    "clear_score": 0.05,
+    "hold_readings": 1,
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
