@@ -141,6 +141,4 @@ def test_threshold_wraps_a_scorer(scorer: Scorer) -> None:
     assert np.array_equal(t.flag_many(big, state), (scorer.score_many(big, state) >= 0.7) * 1.0)
 
 
-FACTORIES_BY_TYPE: dict[type, Callable[[], Scorer]] = {
-    type(f()): f for f in FACTORIES.values()
-}
+FACTORIES_BY_TYPE: dict[type, Callable[[], Scorer]] = {type(f()): f for f in FACTORIES.values()}

@@ -11,9 +11,7 @@ from service.scoring import STATUS_ORDER, EngineScoring, ScoreBatch
 from service.scoring.params import SCORERS, ScoringParams
 
 
-def _run(
-    scoring: EngineScoring, residuals: np.ndarray
-) -> tuple[list[ScoreBatch], np.ndarray]:
+def _run(scoring: EngineScoring, residuals: np.ndarray) -> tuple[list[ScoreBatch], np.ndarray]:
     """Feed (T, n, C) residuals one step at a time; return the batches and the final state."""
     state = scoring.init_state(residuals.shape[1])
     out = []

@@ -1,0 +1,54 @@
+"""Streaming recorded series through the service's processor: same numbers, no look-ahead."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.evaluation.predictors import EwmaLevel, LastValue, standardise_online
+from service.evaluation.stream import stream
+from service.scoring import EngineScoring
+from service.scoring.params import ScoringParams
+
+
+def _series(seed: int, n: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = np.cumsum(rng.normal(size=n)) + 10.0
+    x[n // 2 : n // 2 + 5] += 30.0
+    return x[:, None]
+
+
+def test_processor_path_equals_direct_scoring_of_residuals() -> None:
+    params = ScoringParams(warmup_readings=10)
+    series = [_series(0, 300), _series(1, 200)]
+    traces = stream(LastValue(("c0",)), EngineScoring(params, 1), series)
+    # Direct: with the last-value predictor, residual t is x[t] - x[t-1], scored from t=1.
+    for s, tr in zip(series, traces, strict=True):
+        scoring = EngineScoring(params, 1)
+        state = scoring.init_state(1)
+        assert tr.score[0] == 0.0 and tr.status[0] == 0
+        for t in range(1, len(s)):
+            batch, state = scoring.update((s[t] - s[t - 1])[None, :], state)
+            assert tr.score[t] == batch.score[0]
+            assert tr.status[t] == batch.status[0]
+
+
+def test_no_look_ahead() -> None:
+    params = ScoringParams(warmup_readings=10)
+    a = _series(2, 400)
+    b = a.copy()
+    b[250:] += 100.0  # a different future
+    ta, tb = (stream(EwmaLevel(("c0",)), EngineScoring(params, 1), [s])[0] for s in (a, b))
+    assert np.array_equal(ta.score[:250], tb.score[:250])
+    assert np.array_equal(ta.status[:250], tb.status[:250])
+    assert not np.array_equal(ta.score[250:], tb.score[250:])
+
+
+def test_standardise_online_is_causal_and_standardises() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(loc=500.0, scale=20.0, size=(2000, 2))
+    z = standardise_online(x)
+    y = x.copy()
+    y[1500:] *= 3.0
+    assert np.array_equal(z[:1500], standardise_online(y)[:1500])
+    assert abs(float(np.mean(z[500:]))) < 0.2
+    assert 0.8 < float(np.std(z[500:])) < 1.2
