@@ -86,7 +86,8 @@ class Kernel:
 
         An engine's result is bit-for-bit independent of which other engines share the
         batch (exactly-once recovery relies on it): BLAS takes other code paths for products
-        with very few rows, so small batches are padded to ``MIN_ROWS`` rows.
+        with very few rows, so small batches are padded to ``MIN_ROWS`` rows, and the output
+        head (few columns) is an elementwise product and sum rather than a BLAS call.
         """
         n = x.shape[0]
         if n < MIN_ROWS:
@@ -104,7 +105,9 @@ class Kernel:
             sub = state[:, self._bounds[k] : self._bounds[k + 1]]
             inp, new = layer.step(inp, sub)
             parts.append(new)
-        y = inp @ self.head_kernel + self.head_bias
+        # Not a BLAS product: with so few output columns BLAS takes gemv/small-matrix paths
+        # whose rounding depends on the row's position and alignment in the batch.
+        y = (inp[:, :, None] * self.head_kernel[None, :, :]).sum(axis=1) + self.head_bias
         if self.residual:
             y = y + x
         new_state = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
