@@ -15,22 +15,27 @@ SCORERS: tuple[ScorerName, ...] = ("likelihood", "gaussian", "telemanom")
 
 @dataclass(frozen=True)
 class ScoringParams:
-    """Every knob of the scoring, with the defaults the service uses."""
+    """Every knob of the scoring, with the defaults proposed for the service.
+
+    Scores are log-scaled tail probabilities (see ``stats.tail_to_score``): 0.25 is a
+    1-in-316 event, 0.3 a 1-in-1,000 event, 0.5 a 1-in-100,000 event, of the engine's own
+    smoothed error under its long-run distribution.
+    """
 
     #: which scorer turns the error stream into scores (see ``service.scoring.scorers``)
     scorer: ScorerName = "likelihood"
     #: readings per engine before any status other than warmup (and before scores count)
     warmup_readings: int = 30
     #: EWMA rate of the long-run error distribution (1/rate ~ readings remembered)
-    error_decay: float = 0.01
+    error_decay: float = 0.001
     #: EWMA rate of the short-term error average (HTM's short window; 1.0 = no smoothing)
-    smoothing: float = 0.3
+    smoothing: float = 0.5
     #: score at or above which, for hold_readings readings, the status becomes warning
-    warning_score: float = 0.5
+    warning_score: float = 0.25
     #: score at or above which, for hold_readings readings, the status becomes alarm
-    alarm_score: float = 0.7
+    alarm_score: float = 0.3
     #: score below which, for hold_readings readings, warning/alarm clear to normal
-    clear_score: float = 0.3
+    clear_score: float = 0.1
     #: consecutive readings needed to raise or clear a status
     hold_readings: int = 3
     #: ring length of the telemanom scorer (floats per engine)
