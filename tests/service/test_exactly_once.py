@@ -81,21 +81,48 @@ def _all_done(service: ServiceProcess) -> bool:
     )
 
 
+def _readings_topic(bootstrap: str, run: str) -> str:
+    readings = f"eos-{run}.readings"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(readings, 3, 1)])
+    admin.close()
+    return readings
+
+
+def _assert_equals_reference(bootstrap: str, readings: str, run: str, tmp: Path) -> None:
+    """Run a reference instance over the whole topic once; compare state and events."""
+    ref_env = topic_env(bootstrap, f"eos-{run}-ref", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
+    reference = ServiceProcess(ref_env, tmp / "ref.log", "ref").start()
+    try:
+        reference.wait_ready()
+        wait_for(lambda: _all_done(reference), 120, "the reference instance to finish")
+    finally:
+        assert reference.stop() == 0, reference.log_tail()
+
+    want = _final_state(bootstrap, f"eos-{run}-ref.changelog")
+    got = _final_state(bootstrap, f"eos-{run}-test.changelog")
+    assert len(want) == ENGINES
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert np.frombuffer(want[key]["count"], np.int64)[0] == TICKS
+        diff = [f for f in want[key] if want[key][f] != got[key][f]]
+        assert not diff, f"{key!r}: fields {diff} differ from the uninterrupted run"
+
+    ref_events = _events(bootstrap, f"eos-{run}-ref.anomalies")
+    assert len(ref_events) > ENGINES  # warm-up ends for all, plus the injected faults
+    assert _events(bootstrap, f"eos-{run}-test.anomalies") == ref_events
+
+
 def test_kill_9_restarts_equal_an_uninterrupted_run(kafka_bootstrap: str,
                                                     tmp_path: Path) -> None:
     run = uuid.uuid4().hex[:8]
-    readings = f"eos-{run}.readings"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    admin.create_topics([NewTopic(readings, 3, 1)])
-    admin.close()
+    readings = _readings_topic(kafka_bootstrap, run)
     rng = random.Random(run)
-
-    crash_env = topic_env(kafka_bootstrap, f"eos-{run}-crash",
-                          VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
+    env = topic_env(kafka_bootstrap, f"eos-{run}-test", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
     produced = threading.Event()
     producer = threading.Thread(target=_produce,
                                 args=(kafka_bootstrap, readings, RATE, produced))
-    crashing = ServiceProcess(crash_env, tmp_path / "crash.log", "crash").start()
+    crashing = ServiceProcess(env, tmp_path / "crash.log", "crash").start()
     crashing.wait_ready()
     producer.start()
     kills = 0
@@ -104,31 +131,43 @@ def test_kill_9_restarts_equal_an_uninterrupted_run(kafka_bootstrap: str,
             time.sleep(rng.uniform(0.5, 2.0))
             assert crashing.stop(signal.SIGKILL) == -signal.SIGKILL
             kills += 1
-            crashing = ServiceProcess(crash_env, tmp_path / "crash.log", "crash").start()
+            crashing = ServiceProcess(env, tmp_path / "crash.log", "crash").start()
             crashing.wait_ready()
         producer.join(120)
         assert produced.is_set()
         wait_for(lambda: _all_done(crashing), 120, "the crashed instance to catch up")
     finally:
         assert crashing.stop() == 0, crashing.log_tail()
+    _assert_equals_reference(kafka_bootstrap, readings, run, tmp_path)
 
-    ref_env = topic_env(kafka_bootstrap, f"eos-{run}-ref", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
-    reference = ServiceProcess(ref_env, tmp_path / "ref.log", "ref").start()
+
+def test_rebalance_one_two_three_one_equals_an_uninterrupted_run(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    readings = _readings_topic(kafka_bootstrap, run)
+    env = topic_env(kafka_bootstrap, f"eos-{run}-test", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
+    produced = threading.Event()
+    producer = threading.Thread(target=_produce,
+                                args=(kafka_bootstrap, readings, RATE, produced))
+    first = ServiceProcess(env, tmp_path / "a.log", "a").start()
+    others: list[ServiceProcess] = []
     try:
-        reference.wait_ready()
-        wait_for(lambda: _all_done(reference), 120, "the reference instance to finish")
+        first.wait_ready()
+        producer.start()
+        for name in ("b", "c"):  # 1 -> 2 -> 3 instances while readings arrive
+            time.sleep(1.5)
+            others.append(ServiceProcess(env, tmp_path / f"{name}.log", name).start())
+            others[-1].wait_ready()
+        time.sleep(1.5)
+        for other in others:  # 3 -> 1
+            assert other.stop() == 0, other.log_tail()
+        producer.join(120)
+        assert produced.is_set()
+        wait_for(lambda: _all_done(first), 120, "the last instance to finish")
+        _, page = first.get("/engines?limit=100")
+        assert {e["source"] for e in page["engines"]} == {"local"}  # it owns everything again
     finally:
-        assert reference.stop() == 0, reference.log_tail()
-
-    want = _final_state(kafka_bootstrap, f"eos-{run}-ref.changelog")
-    got = _final_state(kafka_bootstrap, f"eos-{run}-crash.changelog")
-    assert len(want) == ENGINES
-    assert sorted(got) == sorted(want)
-    for key in want:
-        assert np.frombuffer(want[key]["count"], np.int64)[0] == TICKS
-        diff = [f for f in want[key] if want[key][f] != got[key][f]]
-        assert not diff, f"{key!r}: fields {diff} differ from the uninterrupted run"
-
-    ref_events = _events(kafka_bootstrap, f"eos-{run}-ref.anomalies")
-    assert len(ref_events) > ENGINES  # warm-up ends for all, plus the injected faults
-    assert _events(kafka_bootstrap, f"eos-{run}-crash.anomalies") == ref_events
+        for p in [first, *others]:
+            assert p.stop() == 0, p.log_tail()
+    _assert_equals_reference(kafka_bootstrap, readings, run, tmp_path)
