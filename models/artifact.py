@@ -41,7 +41,7 @@ def code_version() -> str:
             cwd=here, capture_output=True, text=True, check=True, timeout=10,
         ).stdout.strip()  # fmt: skip
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "."],
+            ["git", "status", "--porcelain", "--", "*.py"],
             cwd=here, capture_output=True, text=True, check=True, timeout=10,
         ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):
@@ -113,8 +113,25 @@ def write_artifact(
             "outputs": probe_y.tolist(),
         },
     }
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    (out / MANIFEST_FILE).write_text(dump_manifest(manifest), encoding="utf-8")
     return manifest
+
+
+def dump_manifest(manifest: dict[str, Any]) -> str:
+    """JSON text of ``manifest``: indented, except the probe arrays (one engine per line)."""
+    head = {k: v for k, v in manifest.items() if k != "probe"}
+    text = json.dumps(head, indent=1)
+    probe = manifest.get("probe")
+    if probe is None:
+        return text + "\n"
+    lines = []
+    for key, value in probe.items():
+        if isinstance(value, list):
+            rows = ",\n   ".join(json.dumps(row) for row in value)
+            lines.append(f'  "{key}": [\n   {rows}\n  ]')
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}")
+    return text[:-2] + ',\n "probe": {\n' + ",\n".join(lines) + "\n }\n}\n"
 
 
 def read_manifest(artifact: Path) -> dict[str, Any]:

@@ -90,6 +90,11 @@ def split_dataset(
         parts["val" if k in val_set else "test" if k in test_set else "train"].append(s)
     if require_train and not parts["train"]:
         raise DataError(ds.name, "the split leaves nothing to train on")
+    # Named parts keep the order they were named in (the first test engine is the one the
+    # model card plots).
+    for part, names in (("val", list(val)), ("test", list(test))):
+        rank = {name: k for k, name in enumerate(names)}
+        parts[part].sort(key=lambda s: rank.get(key(s), len(rank)))
     return Split(method, tuple(parts["train"]), tuple(parts["val"]), tuple(parts["test"]), params)
 
 
