@@ -46,13 +46,12 @@ def compare(
         ("last_value", lambda s: last_value(s.values)),
         (f"moving_average_{ma_window}", lambda s: moving_average(s.values, ma_window)),
     ]
-    channels = series[0].channels
-    rows = []
-    for name, fn in methods:
-        err = errors(series, fn)
-        for k, ch in enumerate(channels):
-            rows.append(Row(dataset, part, ch, name, err.rmse[k], err.mae[k], err.count))
-    return rows
+    results = [(name, errors(series, fn)) for name, fn in methods]
+    return [
+        Row(dataset, part, ch, name, err.rmse[k], err.mae[k], err.count)
+        for k, ch in enumerate(series[0].channels)
+        for name, err in results
+    ]
 
 
 def evaluate_parts(
