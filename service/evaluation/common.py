@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,6 @@ import numpy.typing as npt
 from service.config import DEFAULT_ARTIFACT, ScoringSettings
 from service.evaluation.predictors import PREDICTORS, make_predictor, standardise_online
 from service.evaluation.stream import Trace, stream
-from service.processor import StepModel
 from service.scoring import EngineScoring
 from service.scoring.params import SCORERS, ScoringParams
 
@@ -64,6 +64,13 @@ def add_common_arguments(
     s.add_argument("--alarm-score", type=float, default=base.alarm_score)
     s.add_argument("--clear-score", type=float, default=base.clear_score)
     s.add_argument("--hold-readings", type=int, default=base.hold_readings)
+    s.add_argument(
+        "--clear-readings",
+        type=int,
+        default=base.clear_readings,
+        help="readings below clear to return to normal (0 = --hold-readings)",
+    )
+    s.add_argument("--channel-reduce", choices=("rms", "max"), default=base.channel_reduce)
     s.add_argument("--telemanom-window", type=int, default=base.telemanom_window)
 
 
@@ -78,6 +85,8 @@ def scoring_params(args: argparse.Namespace) -> ScoringParams:
         alarm_score=args.alarm_score,
         clear_score=args.clear_score,
         hold_readings=args.hold_readings,
+        clear_readings=args.clear_readings,
+        channel_reduce=args.channel_reduce,
         telemanom_window=args.telemanom_window,
     )
 
@@ -88,19 +97,41 @@ def run_series(
     ids: list[str],
     standardise: bool = False,
     freeze_after: int | None = None,
-) -> tuple[list[Trace], StepModel]:
+    periods: list[int] | None = None,
+) -> list[Trace]:
     """Stream each ``(T, C)`` series as one engine through the chosen predictor and scoring.
 
     ``standardise``: every series is first standardised online (causally, per channel), as
     needed when channels have different units or, for the LSTM, when the data is unlike
     the IMS vibration levels it was trained on (the standardised values are then mapped
-    into the model's units).
+    into the model's units). ``periods`` (readings per day of each series) is needed by the
+    ``seasonal`` predictor, which runs single-channel series as two views scored apart;
+    engines with the same period run together.
     """
     n_ch = series[0].shape[1]
-    channels = tuple(f"c{k}" for k in range(n_ch))
-    model = make_predictor(args.predictor, channels, args.model, args.level_rate)
     if standardise:
         series = [standardise_online(s, freeze_after=freeze_after) for s in series]
+    params = scoring_params(args)
+    if args.predictor == "seasonal":
+        if n_ch != 1:
+            raise SystemExit("the seasonal predictor takes single-channel data")
+        periods = periods or [1] * len(series)
+        traces: list[Trace | None] = [None] * len(series)
+        for period in sorted(set(periods)):
+            group = [i for i, p in enumerate(periods) if p == period]
+            model = make_predictor("seasonal", ("c0",), rate=args.level_rate, period=period)
+            scoring = EngineScoring(replace(params, channel_reduce="max"), n_channels=2)
+            got = stream(
+                model,
+                scoring,
+                [np.repeat(series[i], 2, axis=1) for i in group],
+                [ids[i] for i in group],
+            )
+            for i, t in zip(group, got, strict=True):
+                traces[i] = t
+        return [t for t in traces if t is not None]
+    channels = tuple(f"c{k}" for k in range(n_ch))
+    model = make_predictor(args.predictor, channels, args.model, args.level_rate)
     if args.predictor == "lstm":
         if len(model.channels) != n_ch:
             raise SystemExit(
@@ -112,8 +143,7 @@ def run_series(
 
             assert isinstance(model, StreamingModel)
             series = [model.unscale(s) for s in series]
-    scoring = EngineScoring(scoring_params(args), n_channels=n_ch)
-    return stream(model, scoring, series, ids), model
+    return stream(model, EngineScoring(params, n_channels=n_ch), series, ids)
 
 
 def onsets(trace: Trace, level: int = ALARM) -> npt.NDArray[np.bool_]:

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if len(n_ch) != 1:
         raise DatasetError(args.data, f"files have different channel counts {sorted(n_ch)}")
     level = ALARM if args.level == "alarm" else WARNING
-    traces, _ = run_series(
+    traces = run_series(
         args,
         [s.values for s in series],
         [s.name for s in series],

@@ -98,7 +98,7 @@ def ims_leads(args: argparse.Namespace, test: int) -> list[EngineLead]:
     failing = {"Bearing 1"} if test == 2 else {"Bearing 3", "Bearing 4"}
     ids = sorted(bearings)
     series = [np.stack([channels[c] for c in bearings[b]], axis=1) for b in ids]
-    traces, _ = run_series(args, series, ids)
+    traces = run_series(args, series, ids)
     first = {}
     all_onsets = {}
     for b, t in zip(ids, traces, strict=True):
@@ -142,7 +142,7 @@ def cmapss_leads(args: argparse.Namespace) -> list[EngineLead]:
     cols = [4 + s for s in CMAPSS_SENSORS]  # unit, cycle, 3 settings, then s1..s21
     series = [raw[raw[:, 0] == u][:, cols] for u in units]
     cycles = [raw[raw[:, 0] == u][:, 1] for u in units]
-    traces, _ = run_series(
+    traces = run_series(
         args, series, [f"unit-{u}" for u in units], standardise=True, freeze_after=args.baseline
     )
     outcomes = []

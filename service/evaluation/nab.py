@@ -31,15 +31,16 @@ from service.evaluation.nab_data import NabFile, load_nab, read_result_column, r
 from service.evaluation.nab_data import write_result as write_nab_result
 from service.evaluation.nab_score import PROFILES, CorpusResult, load_profiles, score_corpus
 
-#: Defaults for NAB, chosen by a small grid search on nab-dev itself (docs/scoring.md): a
-#: very long error memory, heavy smoothing, low levels and no hold, so that every
-#: sustained departure raises exactly one event early.
+#: Defaults for NAB, chosen by a small grid search on nab-dev itself (docs/scoring.md): the
+#: seasonal predictor (level and one-day-ago views, scored apart), a very long error memory,
+#: heavy smoothing, low levels and no hold, so that a sustained departure raises one event
+#: early.
 NAB_DEFAULTS: dict[str, object] = {
     "error_decay": 0.0003,
     "smoothing": 0.05,
     "warning_score": 0.2,
     "alarm_score": 0.3,
-    "clear_score": 0.05,
+    "clear_score": 0.15,
     "hold_readings": 1,
 }
 
@@ -64,13 +65,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="score at this threshold instead of NAB's optimal one (e.g. a published one)",
     )
-    add_common_arguments(parser, "ewma", 0.01, NAB_DEFAULTS)
+    add_common_arguments(parser, "seasonal", 0.01, NAB_DEFAULTS)
 
 
 def detections(args: argparse.Namespace, files: list[NabFile]) -> list[np.ndarray]:
     """Per-file anomaly_score columns from streaming the files through the scoring."""
     series = [f.values[:, None] for f in files]
-    traces, _ = run_series(args, series, [f.name for f in files], args.predictor == "lstm")
+    traces = run_series(
+        args,
+        series,
+        [f.name for f in files],
+        standardise=args.predictor == "lstm",
+        periods=[daily_period(f) for f in files],
+    )
     cols = []
     for t in traces:
         if args.output == "score":
@@ -82,6 +89,19 @@ def detections(args: argparse.Namespace, files: list[NabFile]) -> list[np.ndarra
                 np.where(onsets(t, WARNING) | (t.changed & (t.status > WARNING)), t.score, 0.0)
             )
     return cols
+
+
+def daily_period(f: NabFile) -> int:
+    """Readings per day of a file, from its median time step (1 if it cannot be told)."""
+    stamps = np.array(
+        [np.datetime64(s.strip().replace(" ", "T")) for s in f.timestamps[:100]],
+        dtype="datetime64[s]",
+    ).astype(np.int64)
+    steps = np.diff(stamps)
+    step = float(np.median(steps[steps > 0])) if np.any(steps > 0) else 0.0
+    if step <= 0:
+        return 1
+    return int(min(max(round(86_400 / step), 1), max(f.labeled.n_rows // 3, 1)))
 
 
 def score_results(

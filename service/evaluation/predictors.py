@@ -133,13 +133,67 @@ class EwmaLevel:
         return out
 
 
-PREDICTORS = ("lstm", "ewma", "last-value")
+class LevelAndSeason:
+    """Two predictions of one signal, as two channels: an EWMA level, and the reading one
+    ``period`` earlier (seasonal naive; the level until a period has been seen).
+
+    Feed the signal twice (``x[:, 0] == x[:, 1]``) and score the channels separately
+    (``channel_reduce="max"``): the level view catches spikes and shifts, the seasonal view
+    a daily pattern that breaks. State per engine: ``[count, level, ring[period]]``, fixed.
+    """
+
+    version = "level-and-season"
+
+    def __init__(self, period: int, rate: float = 0.01) -> None:
+        if period < 1:
+            raise ValueError("period must be >= 1")
+        self.period = period
+        self.rate = rate
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return ("c0", "c1")
+
+    @property
+    def state_size(self) -> int:
+        return 2 + self.period
+
+    def zero_state(self, n: int) -> F32:
+        return np.zeros((n, self.state_size), dtype=np.float32)
+
+    def step(self, x: F64, state: F32) -> tuple[F64, F32]:
+        v = np.asarray(x, dtype=np.float64)[:, 0]
+        count = state[:, 0].astype(np.int64)
+        level = state[:, 1].astype(np.float64)
+        level = np.where(count > 0, level + self.rate * (v - level), v)
+        new = state.copy()
+        rows = np.arange(len(v))
+        new[rows, 2 + count % self.period] = v
+        new[:, 0] = count + 1
+        new[:, 1] = level
+        # After this reading the ring's oldest slot holds the reading one period before next.
+        oldest = new[rows, 2 + (count + 1) % self.period].astype(np.float64)
+        season = np.where(count + 1 >= self.period, oldest, level)
+        return np.stack([level, season], axis=1), new
+
+    def scaled_residual(self, actual: F64, predicted: F64) -> F64:
+        out: F64 = np.asarray(actual, dtype=np.float64) - predicted
+        return out
+
+
+PREDICTORS = ("lstm", "ewma", "seasonal", "last-value")
 
 
 def make_predictor(
-    name: str, channels: tuple[str, ...], model_path: Path | None = None, rate: float = 0.01
+    name: str,
+    channels: tuple[str, ...],
+    model_path: Path | None = None,
+    rate: float = 0.01,
+    period: int = 1,
 ) -> StepModel:
     """Build a predictor by name; ``lstm`` loads the artifact at ``model_path``."""
+    if name == "seasonal":
+        return LevelAndSeason(period, rate)
     if name == "last-value":
         return LastValue(channels)
     if name == "ewma":

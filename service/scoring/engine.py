@@ -76,16 +76,19 @@ class EngineScoring:
             alarm=p.alarm_score,
             clear=p.clear_score,
             hold=p.hold_readings,
+            clear_hold=p.clear_readings or p.hold_readings,
         )
+        #: scored streams per engine: one (RMS over channels) or one per channel ("max")
+        self._k = n_channels if p.channel_reduce == "max" else 1
         self._s0 = 1
-        self._s1 = self._s0 + self.scorer.state_size
+        self._s1 = self._s0 + self.scorer.state_size * self._k
         #: floats per engine; fixed for the life of this object
         self.state_size = self._s1 + self.status.state_size
 
     def init_state(self, n: int) -> FloatArray:
         """State rows for ``n`` engines that have seen no reading (status warmup)."""
         state = np.zeros((n, self.state_size), dtype=np.float64)
-        state[:, self._s0 : self._s1] = self.scorer.init_state(n)
+        state[:, self._s0 : self._s1] = self.scorer.init_state(n * self._k).reshape(n, -1)
         state[:, self._s1 :] = self.status.init_state(n)
         return state
 
@@ -102,11 +105,20 @@ class EngineScoring:
             raise ValueError(f"residuals must be (n, {self.n_channels}), got {residuals.shape}")
         if state.shape != (residuals.shape[0], self.state_size):
             raise ValueError(f"state must be (n, {self.state_size}), got {state.shape}")
-        raw = reduce_residuals(residuals)
-        sc_state = state[:, self._s0 : self._s1]
-        score = self.scorer.score_many(raw, sc_state)
-        value, threshold = self.scorer.explain_many(raw, sc_state, self.params.alarm_score)
-        new_sc_state = self.scorer.learn_many(raw, sc_state)
+        n, k = residuals.shape[0], self._k
+        # RMS over channels, or each channel's |residual| scored on its own (then the max).
+        raw = reduce_residuals(residuals) if k == 1 else np.abs(residuals).reshape(-1)
+        sc_state = state[:, self._s0 : self._s1].reshape(n * k, -1)
+        scores = self.scorer.score_many(raw, sc_state)
+        values, thresholds = self.scorer.explain_many(raw, sc_state, self.params.alarm_score)
+        new_sc_state = self.scorer.learn_many(raw, sc_state).reshape(n, -1)
+        if k == 1:
+            score, value, threshold = scores, values, thresholds
+        else:
+            worst = np.argmax(scores.reshape(n, k), axis=1)[:, None]
+            score = np.take_along_axis(scores.reshape(n, k), worst, axis=1)[:, 0]
+            value = np.take_along_axis(values.reshape(n, k), worst, axis=1)[:, 0]
+            threshold = np.take_along_axis(thresholds.reshape(n, k), worst, axis=1)[:, 0]
 
         old_status = state[:, self._s1 + 1]
         status, new_st_state = self.status.update(score, state[:, self._s1 :])

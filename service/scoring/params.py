@@ -38,6 +38,11 @@ class ScoringParams:
     clear_score: float = 0.1
     #: consecutive readings needed to raise or clear a status
     hold_readings: int = 3
+    #: consecutive readings below clear_score to return to normal (0 = hold_readings)
+    clear_readings: int = 0
+    #: "rms": score the RMS of the channels' residuals; "max": score every channel on its
+    #: own (scorer state per channel) and take the most anomalous
+    channel_reduce: Literal["rms", "max"] = "rms"
     #: ring length of the telemanom scorer (floats per engine)
     telemanom_window: int = 100
 
@@ -46,8 +51,12 @@ class ScoringParams:
             raise ValueError("need 0 < clear_score < warning_score <= alarm_score < 1")
         if not (0 < self.error_decay < 1 and 0 < self.smoothing <= 1):
             raise ValueError("need 0 < error_decay < 1 and 0 < smoothing <= 1")
+        if self.clear_readings < 0:
+            raise ValueError("need clear_readings >= 0")
         if self.hold_readings < 1 or self.warmup_readings < 0 or self.telemanom_window < 2:
             raise ValueError("need hold_readings >= 1, warmup_readings >= 0, telemanom_window >= 2")
+        if self.channel_reduce not in ("rms", "max"):
+            raise ValueError("channel_reduce must be rms or max")
         if self.scorer not in SCORERS:
             raise ValueError(f"scorer must be one of {SCORERS}")
 

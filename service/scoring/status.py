@@ -1,10 +1,10 @@
 """Status per engine from its anomaly scores: warm-up, then normal/warning/alarm with hysteresis.
 
 A level is raised only after ``hold`` consecutive readings at or above it, and an engine
-returns to normal only after ``hold`` consecutive readings below ``clear``: one noisy
-reading neither raises nor clears anything. During the first ``warmup`` readings the status
-is ``warmup`` whatever the scores, and the hold counters stay at zero, so the readings that
-fed the warm-up cannot raise an alarm the moment it ends.
+returns to normal only after ``clear_hold`` (default ``hold``) consecutive readings below
+``clear``: one noisy reading neither raises nor clears anything. During the first
+``warmup`` readings the status is ``warmup`` whatever the scores, and the hold counters
+stay at zero, so the readings that fed the warm-up cannot raise an alarm the moment it ends.
 """
 
 from __future__ import annotations
@@ -24,7 +24,15 @@ class StatusMachine:
 
     state_size = 5
 
-    def __init__(self, warmup: int, warning: float, alarm: float, clear: float, hold: int) -> None:
+    def __init__(
+        self,
+        warmup: int,
+        warning: float,
+        alarm: float,
+        clear: float,
+        hold: int,
+        clear_hold: int | None = None,
+    ) -> None:
         if not clear < warning <= alarm:
             raise ValueError("need clear < warning <= alarm")
         self.warmup = warmup
@@ -32,6 +40,7 @@ class StatusMachine:
         self.alarm = alarm
         self.clear = clear
         self.hold = hold
+        self.clear_hold = hold if clear_hold is None else clear_hold
 
     def init_state(self, n: int) -> FloatArray:
         state = np.zeros((n, self.state_size), dtype=np.float64)
@@ -50,6 +59,6 @@ class StatusMachine:
         new = np.where(status == WARMUP, float(NORMAL), status)
         new = np.where(up_a >= self.hold, float(ALARM), new)
         new = np.where((up_w >= self.hold) & (new < WARNING), float(WARNING), new)
-        new = np.where((down >= self.hold) & (new > NORMAL), float(NORMAL), new)
+        new = np.where((down >= self.clear_hold) & (new > NORMAL), float(NORMAL), new)
         new = np.where(warm, float(WARMUP), new)
         return new, np.stack([count, new, up_w, up_a, down], axis=1)

@@ -52,3 +52,20 @@ def test_standardise_online_is_causal_and_standardises() -> None:
     assert np.array_equal(z[:1500], standardise_online(y)[:1500])
     assert abs(float(np.mean(z[500:]))) < 0.2
     assert 0.8 < float(np.std(z[500:])) < 1.2
+
+
+def test_level_and_season_predicts_one_period_back() -> None:
+    from service.evaluation.predictors import LevelAndSeason
+
+    period = 10
+    x = np.tile(np.arange(period, dtype=np.float64), 5)
+    model = LevelAndSeason(period, rate=0.1)
+    state = model.zero_state(1)
+    preds = []
+    for v in x:
+        pred, state = model.step(np.array([[v, v]]), state)
+        preds.append(pred[0])
+    p = np.array(preds)
+    # From one period on, the seasonal view predicts the next reading exactly.
+    assert np.array_equal(p[period - 1 : -1, 1], x[period:])
+    assert state.shape == (1, model.state_size)

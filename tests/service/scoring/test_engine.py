@@ -94,3 +94,19 @@ def test_update_does_not_mutate_and_is_row_independent() -> None:
     batch_one, new_one = scoring.update(r[[2]], state[[2]])
     assert np.array_equal(new_one[0], new_all[2])
     assert batch_one.score[0] == batch_all.score[2]
+
+
+def test_channel_max_scores_each_channel_on_its_own() -> None:
+    rng = np.random.default_rng(4)
+    res = rng.normal(scale=0.1, size=(300, 1, 8))
+    res[:, 0, 1:] *= 100.0  # seven loud channels and one quiet one
+    res[250:260, 0, 0] += 2.0  # an anomaly the loud channels would drown in an RMS
+    by_max = EngineScoring(ScoringParams(channel_reduce="max", hold_readings=3), n_channels=8)
+    by_rms = EngineScoring(ScoringParams(hold_readings=3), n_channels=8)
+    assert by_max.state_size == 1 + 8 * by_max.scorer.state_size + 5
+    assert by_rms.state_size == 1 + by_rms.scorer.state_size + 5
+    max_batches, _ = _run(by_max, res)
+    rms_batches, _ = _run(by_rms, res)
+    alarm = STATUS_ORDER.index(Status.ALARM)
+    assert any(b.status[0] == alarm for b in max_batches[250:262])
+    assert not any(b.status[0] == alarm for b in rms_batches[250:262])
