@@ -76,3 +76,10 @@ def test_loading_never_imports_tensorflow_or_keras() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shipped_cmapss_artifact_loads() -> None:
+    model = load_streaming_model(REPO / "models" / "artifacts" / "cmapss-fd001")
+    assert len(model.channels) == 14 and model.channels[0] == "s2"
+    pred, state = model.step(np.full((2, 14), 100.0), model.zero_state(2))
+    assert pred.shape == (2, 14) and state.shape == (2, model.state_size)
