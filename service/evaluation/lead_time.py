@@ -143,7 +143,12 @@ def cmapss_leads(args: argparse.Namespace) -> list[EngineLead]:
     series = [raw[raw[:, 0] == u][:, cols] for u in units]
     cycles = [raw[raw[:, 0] == u][:, 1] for u in units]
     traces = run_series(
-        args, series, [f"unit-{u}" for u in units], standardise=True, freeze_after=args.baseline
+        args,
+        series,
+        [f"unit-{u}" for u in units],
+        # The LSTM has its own scaler, fitted on these units; the others need standardising.
+        standardise=args.predictor != "lstm",
+        freeze_after=args.baseline,
     )
     outcomes = []
     for u, cyc, t in zip(units, cycles, traces, strict=True):
