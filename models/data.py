@@ -117,8 +117,10 @@ def load(
     channels: Sequence[str] | None = None,
     engine_column: str | None = None,
     time_column: str | None = None,
+    rename: dict[str, str] | None = None,
 ) -> Dataset:
-    """Load ``spec`` (see :func:`parse_spec`); ``channels`` selects and orders columns."""
+    """Load ``spec`` (see :func:`parse_spec`); ``rename`` maps file channel names to model
+    channel names, then ``channels`` selects and orders columns."""
     kind, path = parse_spec(spec)
     if not path.exists():
         raise DataError(path, "no such file or directory")
@@ -130,9 +132,26 @@ def load(
         ds = load_nab(path)
     else:
         ds = load_csv(path, engine_column=engine_column, time_column=time_column)
+    if rename:
+        ds = rename_channels(ds, rename)
     if channels is not None and kind != "cmapss":
         ds = select_channels(ds, channels)
     return ds
+
+
+def rename_channels(ds: Dataset, mapping: dict[str, str]) -> Dataset:
+    """The same dataset with channels renamed by ``mapping`` (old name -> new name)."""
+    out = [
+        Series(
+            s.engine_id,
+            s.source,
+            tuple(mapping.get(c, c) for c in s.channels),
+            s.values,
+            s.score_from,
+        )
+        for s in ds.series
+    ]
+    return Dataset(ds.name, ds.kind, tuple(out), ds.files, ds.sha256)
 
 
 def select_channels(ds: Dataset, channels: Sequence[str]) -> Dataset:

@@ -48,6 +48,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine-column", help="csv: column holding the engine id")
     parser.add_argument("--time-column", help="csv: column holding the time")
     parser.add_argument("--seed", type=int, default=0, help="seed of the unseen-data split")
+    parser.add_argument(
+        "--channel-map",
+        action="append",
+        default=[],
+        metavar="FROM=TO",
+        help="read data channel FROM as model channel TO (e.g. value=vibration); repeatable",
+    )
+
+
+def channel_map(pairs: list[str]) -> dict[str, str]:
+    """``["value=vibration"]`` -> ``{"value": "vibration"}``."""
+    out = {}
+    for pair in pairs:
+        src, sep, dst = pair.partition("=")
+        if not sep or not src or not dst:
+            raise ValueError(f"--channel-map wants FROM=TO, got {pair!r}")
+        out[src] = dst
+    return out
 
 
 def held_out(ds: Dataset, manifest: dict[str, Any], seed: int) -> tuple[str, Any]:
@@ -100,6 +118,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             channels=channels,
             engine_column=args.engine_column,
             time_column=args.time_column,
+            rename=channel_map(args.channel_map),
         )
         how, split = held_out(ds, manifest, args.seed)
         parts: dict[str, tuple[Series, ...]] = {}

@@ -91,6 +91,8 @@ class StreamingModel:
         ``x``: (n, C) raw readings in :attr:`channels` order; ``state``: (n, state_size).
         Returns the prediction of each engine's *next* reading (n, C) in raw units (float64)
         and the new state (n, state_size) float32. The input state is not modified.
+        ``x`` must be finite (the ingest stage guarantees it): a NaN would stay in that
+        engine's state for good.
         Raises ``ValueError`` on wrong shapes (a caller bug, not bad data).
         """
         x = np.asarray(x)

@@ -127,6 +127,23 @@ def test_evaluate_on_unseen_data_holds_out_engines(
     assert len(ds["engines"]["test"]) == 3
 
 
+def test_evaluate_few_unseen_engines_split_in_time_with_channel_map(
+    trained: tuple[Path, Path], fleet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for k in range(2):
+        text = (fleet / f"engine-{k}.csv").read_text().replace("rms,temp", "a,b")
+        (tmp_path / f"other-{k}.csv").write_text(text)
+    argv = ["--model", str(trained[0]), "--data", f"csv:{tmp_path}", "--json"]
+    assert evaluate.run(parse(evaluate, argv)) == 2  # channels a, b are not the model's
+    capsys.readouterr()
+    argv += ["--channel-map", "a=rms", "--channel-map", "b=temp"]
+    assert evaluate.run(parse(evaluate, argv)) == 0
+    (ds,) = json.loads(capsys.readouterr().out)["datasets"]
+    assert ds["held_out"] == "unseen data (time)"
+    assert ds["engines"] == {"test": ["other-0", "other-1"]}
+    assert all(r["count"] > 100 for r in ds["rows"])
+
+
 def test_cli_modules_do_not_import_tensorflow() -> None:
     code = (
         "import sys, models.train, models.evaluate;"
