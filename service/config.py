@@ -39,6 +39,10 @@ class KafkaSettings(_Section):
     max_message_bytes: int = Field(1_048_576, ge=256, description="Size limit.")
     max_batch_readings: int = Field(10_000, ge=1, description="Readings per batch message.")
     auto_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$")
+    timeout_ms: int = Field(
+        10_000, ge=100, le=300_000,
+        description="Longest wait for a commit or broker check before the session restarts.",
+    )
     exactly_once: bool = Field(True, description="Commit outputs and offsets in one transaction.")
     instance_id: str = Field(
         default_factory=socket.gethostname,

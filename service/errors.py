@@ -35,3 +35,7 @@ class ArtifactError(VibewatchError):
     def __init__(self, path: str, message: str) -> None:
         super().__init__(f"{path}: {message}")
         self.path = path
+
+
+class BrokerUnavailableError(VibewatchError):
+    """Kafka did not answer within ``kafka.timeout_ms``; the pipeline restarts its session."""

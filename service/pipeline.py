@@ -26,11 +26,12 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from service.config import KafkaSettings
 from service.domain import Reading, SourcePosition
-from service.errors import InvalidMessageError
+from service.errors import BrokerUnavailableError, InvalidMessageError
 from service.ingest import MessageDecoder
 from service.metrics import EngineSample, Metrics
 from service.outputs import dead_letter_record, event_record
@@ -79,6 +80,7 @@ class Pipeline:
         self._to_restore: set[TopicPartition] = set()
         self._pending = _Pending()
         self._consumer: KafkaConsumer | None = None
+        self._next_check = 0.0
         self._producer: KafkaProducer | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -96,7 +98,7 @@ class Pipeline:
                 self._close(commit=False)
                 self.store.clear()
                 stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, 8.0)
         self._close(commit=True)
 
     def _session(self, stop: threading.Event) -> None:
@@ -118,6 +120,7 @@ class Pipeline:
             fetch_max_bytes=max(s.max_message_bytes * 4, 50 << 20),
         )
         self._consumer.subscribe([s.readings_topic], listener=_Listener(self))
+        self._next_check = 0.0
         while not stop.is_set():
             records = self._consumer.poll(timeout_ms=s.poll_timeout_ms)
             if self._to_restore:
@@ -132,7 +135,8 @@ class Pipeline:
             ):
                 with self.processing_lock:
                     self._commit()
-            self._update_lag()
+            if time.monotonic() >= self._next_check:
+                self._check_broker()
 
     def _make_producer(self) -> KafkaProducer:
         s = self.settings
@@ -252,13 +256,15 @@ class Pipeline:
                     )
         offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in p.offsets.items()}
         if self.settings.exactly_once:
+            tm = self._producer._transaction_manager
             if offsets:
-                self._producer.send_offsets_to_transaction(
-                    offsets, self._consumer.group_metadata()
+                self._await(
+                    tm.send_offsets_to_transaction(offsets, self._consumer.group_metadata()),
+                    "sending offsets to the transaction",
                 )
-            self._producer.commit_transaction()
+            self._await(tm.begin_commit(), "committing the transaction")
         else:
-            self._producer.flush()
+            self._producer.flush(timeout=self.settings.timeout_ms / 1000)
             if offsets:
                 self._consumer.commit(offsets)
         now = time.time()
@@ -295,16 +301,40 @@ class Pipeline:
                                for i, c in enumerate(channels)},
                 ))
 
-    def _update_lag(self) -> None:
+    def _check_broker(self) -> None:
+        """Once a second: ask the broker for the end offsets (consumer lag metric).
+
+        kafka-python retries a lost broker silently forever; this request is how the loop
+        notices. A failure raises, which ends the session (not ready, backoff, restore).
+        """
         consumer = self._consumer
-        if consumer is None:
+        assert consumer is not None
+        self._next_check = time.monotonic() + 1.0
+        assigned = list(consumer.assignment())
+        if not assigned:
             return
-        for tp in consumer.assignment():
-            high = consumer.highwater(tp)
-            if high is not None:
-                self.metrics.consumer_lag.labels(str(tp.partition)).set(
-                    max(0, high - consumer.position(tp))
-                )
+        try:
+            ends = consumer.end_offsets(assigned, timeout_ms=self.settings.timeout_ms)
+        except KafkaError as exc:
+            raise BrokerUnavailableError(f"broker check failed: {exc}") from exc
+        for tp, end in ends.items():
+            self.metrics.consumer_lag.labels(str(tp.partition)).set(
+                max(0, end - consumer.position(tp))
+            )
+
+    def _await(self, result: Any, what: str) -> None:
+        """Wait for a transactional request with a deadline.
+
+        kafka-python's ``commit_transaction`` and ``send_offsets_to_transaction`` wait without
+        one, which would hang the loop forever while the broker is away; these are the same
+        calls with ``kafka.timeout_ms``.
+        """
+        assert self._producer is not None
+        self._producer._sender.wakeup()
+        if not result.wait(timeout_ms=self.settings.timeout_ms):
+            raise BrokerUnavailableError(
+                f"{what} did not complete in {self.settings.timeout_ms} ms"
+            )
 
     # -- rebalance -----------------------------------------------------------------------
     def on_revoked(self, partitions: set[TopicPartition]) -> None:

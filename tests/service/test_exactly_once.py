@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -49,8 +50,8 @@ def _produce(bootstrap: str, topic: str, rate: float, done: threading.Event) -> 
         ahead = n / rate - (time.monotonic() - began)
         if ahead > 0.002:
             time.sleep(ahead)
-    producer.flush()
-    producer.close()
+    producer.flush(timeout=120)
+    producer.close(timeout=10)
     done.set()
 
 
@@ -120,7 +121,7 @@ def test_kill_9_restarts_equal_an_uninterrupted_run(kafka_bootstrap: str,
     rng = random.Random(run)
     env = topic_env(kafka_bootstrap, f"eos-{run}-test", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
     produced = threading.Event()
-    producer = threading.Thread(target=_produce,
+    producer = threading.Thread(target=_produce, daemon=True,
                                 args=(kafka_bootstrap, readings, RATE, produced))
     crashing = ServiceProcess(env, tmp_path / "crash.log", "crash").start()
     crashing.wait_ready()
@@ -148,7 +149,7 @@ def test_rebalance_one_two_three_one_equals_an_uninterrupted_run(
     readings = _readings_topic(kafka_bootstrap, run)
     env = topic_env(kafka_bootstrap, f"eos-{run}-test", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
     produced = threading.Event()
-    producer = threading.Thread(target=_produce,
+    producer = threading.Thread(target=_produce, daemon=True,
                                 args=(kafka_bootstrap, readings, RATE, produced))
     first = ServiceProcess(env, tmp_path / "a.log", "a").start()
     others: list[ServiceProcess] = []
@@ -171,3 +172,36 @@ def test_rebalance_one_two_three_one_equals_an_uninterrupted_run(
         for p in [first, *others]:
             assert p.stop() == 0, p.log_tail()
     _assert_equals_reference(kafka_bootstrap, readings, run, tmp_path)
+
+
+def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
+    local_kafka_module: ModuleType, tmp_path: Path
+) -> None:
+    broker = local_kafka_module.LocalKafka.on_free_ports(tmp_path / "broker")
+    broker.start()
+    try:
+        bootstrap = broker.bootstrap
+        run = uuid.uuid4().hex[:8]
+        readings = _readings_topic(bootstrap, run)
+        env = topic_env(bootstrap, f"eos-{run}-test", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
+        produced = threading.Event()
+        producer = threading.Thread(target=_produce, daemon=True,
+                                    args=(bootstrap, readings, RATE, produced))
+        service = ServiceProcess(env, tmp_path / "svc.log", "svc").start()
+        try:
+            service.wait_ready()
+            producer.start()
+            time.sleep(2.0)
+            broker.stop()
+            wait_for(lambda: service.get("/readyz")[0] == 503, 30, "readiness to turn false")
+            time.sleep(2.0)
+            broker.start()
+            service.wait_ready(120)
+            producer.join(180)
+            assert produced.is_set()
+            wait_for(lambda: _all_done(service), 120, "the service to catch up")
+        finally:
+            assert service.stop() == 0, service.log_tail()
+        _assert_equals_reference(bootstrap, readings, run, tmp_path)
+    finally:
+        broker.stop()
