@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from models import data as data_mod
-from models.artifact import load_keras, predict_sequences, read_manifest
+from models.artifact import load_keras, read_manifest, series_predictor
 from models.data import Dataset, Series
 from models.evaluation import Row, evaluate_parts, format_table
 from models.forecast import Scaler
@@ -107,10 +107,6 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     scaler = Scaler(tuple(manifest["scaler"]["mean"]), tuple(manifest["scaler"]["scale"]))
     model = load_keras(args.model)
 
-    def predict(s: Series) -> np.ndarray:
-        out: np.ndarray = predict_sequences(model, scaler, s.values[None])[0]
-        return out
-
     report: dict[str, Any] = {"model": manifest["version"], "datasets": []}
     for spec in args.data:
         ds = data_mod.load(
@@ -126,6 +122,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             parts["val"] = split.val
         if args.part in ("test", "all"):
             parts["test"] = split.test
+        predict = series_predictor(model, scaler, [*split.val, *split.test])
         window, rows = evaluate_parts(ds.name, split.val, parts, predict)
         report["datasets"].append(
             {

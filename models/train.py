@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 
 from models import data as data_mod
-from models.artifact import predict_sequences, write_artifact
+from models.artifact import series_predictor, write_artifact
 from models.card import write_card
-from models.data import Series
 from models.evaluation import evaluate_parts, summary
 from models.forecast import Scaler, level_shift_augment, windows
 from models.network import ArchitectureConfig, build_model, seed_everything
@@ -138,10 +137,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     fit_seconds = time.monotonic() - fit_started
     losses = {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
-    def predict(s: Series) -> np.ndarray:
-        out: np.ndarray = predict_sequences(model, scaler, s.values[None])[0]
-        return out
-
+    predict = series_predictor(model, scaler, [*split.val, *split.test])
     parts = {"val": split.val, "test": split.test}
     ma_window, rows = evaluate_parts(ds.name, split.val, parts, predict)
     name = args.name or ds.name
