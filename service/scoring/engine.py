@@ -108,10 +108,15 @@ class EngineScoring:
         n, k = residuals.shape[0], self._k
         # RMS over channels, or each channel's |residual| scored on its own (then the max).
         raw = reduce_residuals(residuals) if k == 1 else np.abs(residuals).reshape(-1)
+        # A non-finite error (a model blow-up) must not poison the statistics for good:
+        # it scores 1.0 and is not learned from.
+        finite = np.isfinite(raw)
+        raw = np.where(finite, raw, 0.0)
         sc_state = state[:, self._s0 : self._s1].reshape(n * k, -1)
-        scores = self.scorer.score_many(raw, sc_state)
+        scores = np.where(finite, self.scorer.score_many(raw, sc_state), 1.0)
         values, thresholds = self.scorer.explain_many(raw, sc_state, self.params.alarm_score)
-        new_sc_state = self.scorer.learn_many(raw, sc_state).reshape(n, -1)
+        learned = self.scorer.learn_many(raw, sc_state)
+        new_sc_state = np.where(finite[:, None], learned, sc_state).reshape(n, -1)
         if k == 1:
             score, value, threshold = scores, values, thresholds
         else:

@@ -110,3 +110,15 @@ def test_channel_max_scores_each_channel_on_its_own() -> None:
     alarm = STATUS_ORDER.index(Status.ALARM)
     assert any(b.status[0] == alarm for b in max_batches[250:262])
     assert not any(b.status[0] == alarm for b in rms_batches[250:262])
+
+
+def test_non_finite_residual_scores_high_and_is_not_learned() -> None:
+    scoring = EngineScoring(ScoringParams(), n_channels=1)
+    rng = np.random.default_rng(5)
+    _, state = _run(scoring, rng.normal(size=(100, 2, 1)))
+    batch, new = scoring.update(np.array([[np.nan], [0.1]]), state)
+    assert batch.score[0] == 1.0
+    assert np.all(np.isfinite(new))
+    # Only the counters and status moved for the engine with the bad residual.
+    lo, hi = 1, 1 + scoring.scorer.state_size
+    assert np.array_equal(new[0, lo:hi], state[0, lo:hi])
