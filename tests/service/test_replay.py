@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import uuid
 from collections import defaultdict
@@ -15,7 +16,8 @@ from tests.support import VIBEWATCH, read_all
 
 pytestmark = pytest.mark.integration
 
-IMS2 = "ims:" + str(Path(__file__).resolve().parents[2] / "models/data/ims/ims_test2_snapshot_meanabs.csv")
+DATA = Path(__file__).resolve().parents[2] / "models/data/ims"
+IMS2 = f"ims:{DATA / 'ims_test2_snapshot_meanabs.csv'}"
 
 
 def test_replay_ims_test2(kafka_bootstrap: str) -> None:
@@ -36,4 +38,4 @@ def test_replay_ims_test2(kafka_bootstrap: str) -> None:
     for engine, ts in by_engine.items():
         assert len(ts) == expected[engine]  # every row, once
         assert ts[0] == 1_795_608_000_000
-        assert all(b - a == 600_000 for a, b in zip(ts, ts[1:], strict=False))
+        assert all(b - a == 600_000 for a, b in itertools.pairwise(ts))
