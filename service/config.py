@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,13 +66,29 @@ class StateSettings(_Section):
 
 
 class ScoringSettings(_Section):
+    """Scores are log-scaled tail probabilities of an engine's smoothed error under its own
+    long-run distribution: 0.25 is a 1-in-316 event, 0.3 1-in-1,000, 0.5 1-in-100,000
+    (see docs/scoring.md). Defaults were chosen on IMS, C-MAPSS and NAB."""
+
+    scorer: Literal["likelihood", "gaussian", "telemanom"] = Field(
+        "likelihood", description="Error-to-score method (HTM-style likelihood by default)."
+    )
     warmup_readings: int = Field(30, ge=0, description="Readings per engine before any alarm.")
-    error_decay: float = Field(0.01, gt=0, lt=1, description="EWMA rate of the error statistics.")
-    smoothing: float = Field(0.3, gt=0, le=1, description="EWMA rate of the smoothed error.")
-    warning_score: float = Field(0.8, gt=0, lt=1, description="Score that raises a warning.")
-    alarm_score: float = Field(0.95, gt=0, lt=1, description="Score that raises an alarm.")
-    clear_score: float = Field(0.5, gt=0, lt=1, description="Score below which a status clears.")
+    error_decay: float = Field(
+        0.001, gt=0, lt=1, description="EWMA rate of the long-run error distribution."
+    )
+    smoothing: float = Field(0.5, gt=0, le=1, description="EWMA rate of the short-term error.")
+    warning_score: float = Field(0.25, gt=0, lt=1, description="Score that raises a warning.")
+    alarm_score: float = Field(0.3, gt=0, lt=1, description="Score that raises an alarm.")
+    clear_score: float = Field(0.1, gt=0, lt=1, description="Score below which a status clears.")
     hold_readings: int = Field(3, ge=1, description="Readings above a level before it is raised.")
+    clear_readings: int = Field(
+        0, ge=0, description="Readings below clear_score to clear (0: hold_readings)."
+    )
+    channel_reduce: Literal["rms", "max"] = Field(
+        "rms", description="Score the channels' RMS residual, or each channel and take the max."
+    )
+    telemanom_window: int = Field(100, ge=2, description="Ring length of the telemanom scorer.")
 
 
 class ApiSettings(_Section):
