@@ -50,7 +50,7 @@ test-slow: system-deps venv kafka-jars
 	$(VENV)/bin/pytest -m slow
 
 run: system-deps venv kafka-jars
-	$(PY) deploy/run_local.py
+	$(PY) deploy/stack/run_local.py
 
 bench: system-deps venv kafka-jars
 	$(PY) bench/run.py

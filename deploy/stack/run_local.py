@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from types import FrameType, ModuleType
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VIBEWATCH = str(Path(sys.executable).parent / "vibewatch")
 
 
