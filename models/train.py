@@ -1,11 +1,7 @@
 """``vibewatch train``: fit the next-step model on a dataset and write an artifact.
 
-Example (the default model)::
-
-    vibewatch train --data ims:models/data/ims --out models/artifacts/default \
-        --val ims1-bearing-3-c2,ims2-bearing-4 --test ims1-bearing-4-c2,ims2-bearing-1
-
-TensorFlow is imported inside :func:`run`, never at module level.
+The exact commands behind the shipped artifacts are in ``docs/model.md``. TensorFlow is
+imported only when training starts, never at module level.
 """
 
 from __future__ import annotations
