@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
+import kafka.codec
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -42,6 +43,9 @@ class KafkaSettings(_Section):
     timeout_ms: int = Field(
         10_000, ge=100, le=300_000,
         description="Longest wait for a commit or broker check before the session restarts.",
+    )
+    compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = Field(
+        "lz4", description="Compression of what the service produces."
     )
     exactly_once: bool = Field(True, description="Commit outputs and offsets in one transaction.")
     instance_id: str = Field(
@@ -129,6 +133,11 @@ def load_settings(**overrides: Any) -> Settings:
     if not s.clear_score < s.warning_score <= s.alarm_score:
         raise ConfigError(
             "scoring.clear_score", "must satisfy clear_score < warning_score <= alarm_score"
+        )
+    codec = settings.kafka.compression
+    if codec != "none" and not getattr(kafka.codec, f"has_{codec}")():
+        raise ConfigError(
+            "kafka.compression", f"the {codec} library is not installed (pip install {codec})"
         )
     if settings.kafka.heartbeat_interval_ms * 3 > settings.kafka.session_timeout_ms:
         raise ConfigError(

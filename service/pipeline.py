@@ -146,7 +146,7 @@ class Pipeline:
             "linger_ms": 5,
             "batch_size": 256 * 1024,
             "max_request_size": max(s.max_message_bytes + 65536, 1 << 20),
-            "compression_type": "lz4",
+            "compression_type": None if s.compression == "none" else s.compression,
         }
         if s.exactly_once:
             producer = KafkaProducer(
