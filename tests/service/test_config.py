@@ -41,5 +41,5 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_bad_environment_value_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIBEWATCH_KAFKA__MAX_POLL_RECORDS", "lots")
-    with pytest.raises(ConfigError, match="kafka.max_poll_records"):
+    with pytest.raises(ConfigError, match=r"kafka\.max_poll_records"):
         load_settings()
