@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,22 +33,31 @@ from tests.support import ServiceProcess, latest_by_key, read_all, topic_env, wa
 
 pytestmark = pytest.mark.integration
 
-ENGINES = 16
-TICKS = 500
-RATE = 800.0  # messages/s while the crashing instance runs
-KILLS = 3
 
 
-def _produce(bootstrap: str, topic: str, rate: float, done: threading.Event) -> None:
-    fleet = Fleet(ENGINES, seed=7, faults=[Fault("engine-0003", "wear", 250),
+@dataclass(frozen=True)
+class Scale:
+    engines: int = 16
+    ticks: int = 500
+    rate: float = 800.0  # messages/s while the instance under test runs
+    kills: int = 3
+
+
+SMALL = Scale()
+#: make test-slow: ~2 minutes of readings, 200 engines, 8 kills
+SOAK = Scale(engines=200, ticks=600, rate=1000.0, kills=8)
+
+
+def _produce(bootstrap: str, topic: str, scale: Scale, done: threading.Event) -> None:
+    fleet = Fleet(scale.engines, seed=7, faults=[Fault("engine-0003", "wear", 250),
                                            Fault("engine-0011", "spike", 400)])
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     began = time.monotonic()
     for n, (key, value) in enumerate(
-        messages(fleet, TICKS, start_ms=1_795_608_000_000, interval_ms=1000), start=1
+        messages(fleet, scale.ticks, start_ms=1_795_608_000_000, interval_ms=1000), start=1
     ):
         producer.send(topic, key=key.encode(), value=value)
-        ahead = n / rate - (time.monotonic() - began)
+        ahead = n / scale.rate - (time.monotonic() - began)
         if ahead > 0.002:
             time.sleep(ahead)
     producer.flush(timeout=120)
@@ -75,10 +85,10 @@ def _events(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
     return sorted((r.key, r.value) for r in read_all(bootstrap, topic))
 
 
-def _all_done(service: ServiceProcess) -> bool:
-    status, page = service.get("/engines?limit=1000")
-    return status == 200 and page["total"] == ENGINES and all(
-        e["readings"] == TICKS for e in page["engines"]
+def _all_done(service: ServiceProcess, scale: Scale) -> bool:
+    status, page = service.get("/engines?limit=10000")
+    return status == 200 and page["total"] == scale.engines and all(
+        e["readings"] == scale.ticks for e in page["engines"]
     )
 
 
@@ -90,56 +100,67 @@ def _readings_topic(bootstrap: str, run: str) -> str:
     return readings
 
 
-def _assert_equals_reference(bootstrap: str, readings: str, run: str, tmp: Path) -> None:
+def _assert_equals_reference(
+    bootstrap: str, readings: str, run: str, tmp: Path, scale: Scale = SMALL
+) -> None:
     """Run a reference instance over the whole topic once; compare state and events."""
     ref_env = topic_env(bootstrap, f"eos-{run}-ref", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
     reference = ServiceProcess(ref_env, tmp / "ref.log", "ref").start()
     try:
         reference.wait_ready()
-        wait_for(lambda: _all_done(reference), 120, "the reference instance to finish")
+        wait_for(lambda: _all_done(reference, scale), 300, "the reference instance to finish")
     finally:
         assert reference.stop() == 0, reference.log_tail()
 
     want = _final_state(bootstrap, f"eos-{run}-ref.changelog")
     got = _final_state(bootstrap, f"eos-{run}-test.changelog")
-    assert len(want) == ENGINES
+    assert len(want) == scale.engines
     assert sorted(got) == sorted(want)
     for key in want:
-        assert np.frombuffer(want[key]["count"], np.int64)[0] == TICKS
+        assert np.frombuffer(want[key]["count"], np.int64)[0] == scale.ticks
         diff = [f for f in want[key] if want[key][f] != got[key][f]]
         assert not diff, f"{key!r}: fields {diff} differ from the uninterrupted run"
 
     ref_events = _events(bootstrap, f"eos-{run}-ref.anomalies")
-    assert len(ref_events) > ENGINES  # warm-up ends for all, plus the injected faults
+    assert len(ref_events) > scale.engines  # warm-up ends for all, plus the injected faults
     assert _events(bootstrap, f"eos-{run}-test.anomalies") == ref_events
 
 
-def test_kill_9_restarts_equal_an_uninterrupted_run(kafka_bootstrap: str,
-                                                    tmp_path: Path) -> None:
+def _kill_and_restart(bootstrap: str, tmp_path: Path, scale: Scale) -> None:
     run = uuid.uuid4().hex[:8]
-    readings = _readings_topic(kafka_bootstrap, run)
+    readings = _readings_topic(bootstrap, run)
     rng = random.Random(run)
-    env = topic_env(kafka_bootstrap, f"eos-{run}-test", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
+    env = topic_env(bootstrap, f"eos-{run}-test", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
     produced = threading.Event()
     producer = threading.Thread(target=_produce, daemon=True,
-                                args=(kafka_bootstrap, readings, RATE, produced))
+                                args=(bootstrap, readings, scale, produced))
     crashing = ServiceProcess(env, tmp_path / "crash.log", "crash").start()
     crashing.wait_ready()
     producer.start()
     kills = 0
     try:
-        while kills < KILLS:
+        while kills < scale.kills:
             time.sleep(rng.uniform(0.5, 2.0))
             assert crashing.stop(signal.SIGKILL) == -signal.SIGKILL
             kills += 1
             crashing = ServiceProcess(env, tmp_path / "crash.log", "crash").start()
             crashing.wait_ready()
-        producer.join(120)
+        producer.join(600)
         assert produced.is_set()
-        wait_for(lambda: _all_done(crashing), 120, "the crashed instance to catch up")
+        wait_for(lambda: _all_done(crashing, scale), 300, "the crashed instance to catch up")
     finally:
         assert crashing.stop() == 0, crashing.log_tail()
-    _assert_equals_reference(kafka_bootstrap, readings, run, tmp_path)
+    _assert_equals_reference(bootstrap, readings, run, tmp_path, scale)
+
+
+def test_kill_9_restarts_equal_an_uninterrupted_run(kafka_bootstrap: str,
+                                                    tmp_path: Path) -> None:
+    _kill_and_restart(kafka_bootstrap, tmp_path, SMALL)
+
+
+@pytest.mark.slow
+def test_soak_many_kills_many_engines(kafka_bootstrap: str, tmp_path: Path) -> None:
+    _kill_and_restart(kafka_bootstrap, tmp_path, SOAK)
 
 
 def test_rebalance_one_two_three_one_equals_an_uninterrupted_run(
@@ -150,7 +171,7 @@ def test_rebalance_one_two_three_one_equals_an_uninterrupted_run(
     env = topic_env(kafka_bootstrap, f"eos-{run}-test", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
     produced = threading.Event()
     producer = threading.Thread(target=_produce, daemon=True,
-                                args=(kafka_bootstrap, readings, RATE, produced))
+                                args=(kafka_bootstrap, readings, SMALL, produced))
     first = ServiceProcess(env, tmp_path / "a.log", "a").start()
     others: list[ServiceProcess] = []
     try:
@@ -165,7 +186,7 @@ def test_rebalance_one_two_three_one_equals_an_uninterrupted_run(
             assert other.stop() == 0, other.log_tail()
         producer.join(120)
         assert produced.is_set()
-        wait_for(lambda: _all_done(first), 120, "the last instance to finish")
+        wait_for(lambda: _all_done(first, SMALL), 120, "the last instance to finish")
         _, page = first.get("/engines?limit=100")
         assert {e["source"] for e in page["engines"]} == {"local"}  # it owns everything again
     finally:
@@ -186,7 +207,7 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
         env = topic_env(bootstrap, f"eos-{run}-test", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
         produced = threading.Event()
         producer = threading.Thread(target=_produce, daemon=True,
-                                    args=(bootstrap, readings, RATE, produced))
+                                    args=(bootstrap, readings, SMALL, produced))
         service = ServiceProcess(env, tmp_path / "svc.log", "svc").start()
         try:
             service.wait_ready()
@@ -199,7 +220,7 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
             service.wait_ready(120)
             producer.join(180)
             assert produced.is_set()
-            wait_for(lambda: _all_done(service), 120, "the service to catch up")
+            wait_for(lambda: _all_done(service, SMALL), 120, "the service to catch up")
         finally:
             assert service.stop() == 0, service.log_tail()
         _assert_equals_reference(bootstrap, readings, run, tmp_path)
