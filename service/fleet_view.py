@@ -8,7 +8,7 @@ engine from any instance.
 Staleness: an engine owned by another instance is shown as of that instance's last commit
 (``kafka.commit_interval_ms``, default 200 ms) plus this view's poll delay (about
 ``POLL_MS``); in a healthy group well under a second. Memory: one store row per engine of
-the whole fleet (~1.8 KB each with the defaults), so 100k engines cost ~180 MB per instance;
+the whole fleet (~3.7 KB each with the defaults), so 100k engines cost ~370 MB per instance;
 turn it off with ``api.fleet_view=false`` to answer for local engines only.
 """
 

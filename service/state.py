@@ -1,10 +1,11 @@
 """Per-engine state as a struct of arrays, one row per engine.
 
 Memory contract: every engine ever seen by this instance keeps one row until its partition
-is revoked (``drop``). Per engine that is ``window * channels * 4`` bytes of ring window,
-``model_state_size * 4`` bytes of recurrent state, ``score_state_size * 8`` bytes of scoring
-statistics and about 60 bytes of bookkeeping: ~1.8 KB for a 256-reading window, one channel
-and an LSTM(64). If the engine key space grows without bound, memory grows without bound.
+is revoked (``drop``). Per engine that is ``window * (channels * 4 + 8)`` bytes of ring
+window with its timestamps, ``model_state_size * 4`` bytes of recurrent state,
+``score_state_size * 8`` bytes of scoring statistics and about 70 bytes of bookkeeping:
+~3.7 KB for a 256-reading window, one channel and an LSTM(64) (the changelog record is the
+same bytes). If the engine key space grows without bound, memory grows without bound.
 
 The store is written by the pipeline thread only; readers (the API) take :attr:`lock`.
 """
