@@ -1,0 +1,1 @@
+"""Benchmarks of vibewatch against the naive approaches; ``python bench/run.py --help``."""

@@ -1,0 +1,162 @@
+"""Latency: readings produced at a fixed rate, reading timestamp to result visible.
+
+Three processes, so that producing, serving and watching do not share one interpreter:
+- producer (2 processes): ``rate`` readings/s over ``rate`` engines (one reading per engine
+  per second), each stamped with the wall clock when it is handed to the producer;
+- service: an in-process Runtime as in the throughput runs, plus an "API" probe thread that
+  reads 50 engines' latest reading timestamps from the store every 2 ms, which is what
+  ``GET /engines/{id}`` returns (HTTP itself left out);
+- this process: a ``read_committed`` consumer of the changelog topic. Changelog records,
+  anomaly events and offsets are committed in one transaction, so the moment a changelog
+  record is visible is the moment an anomaly event of the same commit is visible on the
+  anomalies topic.
+
+Latency = time seen - reading timestamp, for readings after a warm-up. With one reading
+per engine per second, each changelog record carries exactly one new reading.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.data import create_topic
+
+PROBES = 50
+WARMUP_S = 3.0
+
+
+def _produce(bootstrap: str, topic: str, rate: float, engines: range, seconds: float,
+             t_start: float) -> None:
+    from kafka import KafkaProducer
+
+    prod = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks=1,
+                         compression_type="lz4")
+    keys = [f"engine-{i:05d}" for i in engines]
+    rng = np.random.default_rng(engines.start)
+    n = 0
+    while True:
+        for e in keys:
+            due = t_start + n / rate
+            now = time.time()
+            if now - t_start > seconds:
+                prod.flush()
+                prod.close()
+                return
+            if due > now:
+                time.sleep(due - now)
+            ts = int(time.time() * 1000)
+            v = round(float(rng.uniform(0.05, 0.12)), 7)
+            prod.send(topic, key=e.encode(),
+                      value=f'{{"engine_id":"{e}","ts":{ts},"values":{{"vibration":{v}}}}}'
+                      .encode())
+            n += 1
+
+
+def _serve(settings_kw: dict[str, Any], probe_ids: list[str], t_measure: Any, stop: Any,
+           ready: Any, queue: Any) -> None:
+    from bench.service_run import service_settings
+    from service.runtime import Runtime
+
+    runtime = Runtime(service_settings(**settings_kw))
+    runtime.start()
+    while not runtime.ready:
+        time.sleep(0.01)
+    ready.set()
+    store = runtime.store
+    seen: dict[str, int] = {}
+    lat: list[float] = []
+    while not stop.is_set():
+        with store.lock:
+            now = time.time()
+            for e in probe_ids:
+                slot = store.index.get(e)
+                if slot is None:
+                    continue
+                ts = int(store.last_ts[slot])
+                if seen.get(e) != ts:
+                    seen[e] = ts
+                    if 0 < t_measure.value <= ts / 1000:
+                        lat.append(now - ts / 1000)
+        time.sleep(0.002)
+    runtime.stop()
+    queue.put(lat)
+
+
+def _quantiles(xs: list[float]) -> dict[str, float]:
+    if not xs:
+        return {"n": 0}
+    a = np.asarray(xs) * 1000
+    return {"n": len(xs), "p50_ms": round(float(np.percentile(a, 50)), 1),
+            "p95_ms": round(float(np.percentile(a, 95)), 1),
+            "p99_ms": round(float(np.percentile(a, 99)), 1),
+            "max_ms": round(float(a.max()), 1)}
+
+
+def run_latency(bootstrap: str, artifact: Path, rate: int, seconds: float) -> dict[str, Any]:
+    """Produce ``rate`` readings/s for ``seconds`` s; quantiles of both visibility paths."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from service.config import load_settings
+    from service.model import load_streaming_model
+    from service.scoring import EngineScoring
+    from service.state import EngineStore
+
+    prefix = f"bench-lat-{uuid.uuid4().hex[:8]}"
+    topic = f"{prefix}.readings"
+    create_topic(bootstrap, topic)
+    engines = rate
+    kw = {"bootstrap": bootstrap, "readings_topic": topic, "artifact": artifact,
+          "exactly_once": True, "prefix": prefix}
+    ctx = mp.get_context("spawn")
+    stop, ready, queue = ctx.Event(), ctx.Event(), ctx.Queue()
+    probe_ids = [f"engine-{i:05d}" for i in range(0, engines, max(1, engines // PROBES))]
+    t_measure_box = ctx.Value("d", 0.0)
+    serve = ctx.Process(target=_serve, args=(kw, probe_ids, t_measure_box, stop, ready, queue))
+    serve.start()
+    if not ready.wait(120):
+        serve.kill()
+        raise RuntimeError("latency: service not ready in 120 s")
+    model = load_streaming_model(artifact)
+    scoring = EngineScoring(load_settings().scoring, 1)
+    decoder = EngineStore(window=256, channels=1, model_state_size=model.state_size,
+                          score_state_size=scoring.state_size)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+                             fetch_max_wait_ms=10, enable_auto_commit=False)
+    changelog = f"{prefix}.changelog"
+    parts = consumer.partitions_for_topic(changelog) or set()
+    tps = [TopicPartition(changelog, p) for p in sorted(parts)]
+    consumer.assign(tps)
+    consumer.seek_to_end(*tps)
+    t_start = time.time() + 0.5
+    t_measure = t_start + WARMUP_S
+    t_measure_box.value = t_measure
+    producers = [
+        ctx.Process(target=_produce, args=(bootstrap, topic, rate / 2,
+                                           range(k, engines, 2), seconds + WARMUP_S, t_start))
+        for k in range(2)
+    ]
+    for p in producers:
+        p.start()
+    lat: list[float] = []
+    end = t_start + seconds + WARMUP_S + 3.0
+    while time.time() < end:
+        for recs in consumer.poll(timeout_ms=50).values():
+            now = time.time()
+            for rec in recs:
+                ts = int(decoder.decode_row(rec.value)["last_ts"])
+                if ts / 1000 >= t_measure:
+                    lat.append(now - ts / 1000)
+    for p in producers:
+        p.join(30)
+    stop.set()
+    api: list[float] = queue.get(timeout=60)
+    serve.join(60)
+    consumer.close()
+    return {"rate": rate, "engines": engines, "seconds": seconds,
+            "committed": _quantiles(lat), "api": _quantiles(api)}

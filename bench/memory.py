@@ -1,0 +1,154 @@
+"""Memory per tracked engine and cost per reading, each measured in a fresh subprocess.
+
+No Kafka: the store, model, scoring and processor that the service builds, fed in-memory
+readings. RSS comes from /proc/self/status (VmRSS) before and after the engines exist, so it
+includes everything the engines cost: the store's rows (which grow by doubling, so a fleet
+just past a power of two pays for up to twice its rows), the id index and allocator slack.
+
+``python -m bench.memory '{"kind": "rss", "engines": 1000, "window": 256, "artifact": "..."}'``
+prints one JSON result; :func:`measure` runs that in a subprocess.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.machine import rss_kib
+
+ROOT = Path(__file__).resolve().parent.parent
+POLL = 5000  # readings per process() call, like one poll of max_poll_records
+
+
+def measure(kind: str, **params: Any) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter; return its JSON result."""
+    spec = json.dumps({"kind": kind, **{k: str(v) if isinstance(v, Path) else v
+                                        for k, v in params.items()}})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.memory", spec], cwd=ROOT, env=env, capture_output=True,
+        text=True, check=False, timeout=900,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"bench.memory {spec} failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _setup(window: int, artifact: Path) -> tuple[Any, Any, int]:
+    from service.config import load_settings
+    from service.model import load_streaming_model
+    from service.scoring import EngineScoring
+
+    base = rss_kib()
+    model = load_streaming_model(artifact)
+    scoring = EngineScoring(load_settings(state={"window": window}).scoring, 1)
+    gc.collect()
+    return model, scoring, rss_kib() - base
+
+
+def _processor(model: Any, scoring: Any, window: int) -> Any:
+    from service.processor import BatchProcessor
+    from service.scoring import STATUS_ORDER
+    from service.state import EngineStore
+
+    store = EngineStore(window=window, channels=1, model_state_size=model.state_size,
+                        score_state_size=scoring.state_size)
+    return BatchProcessor(model, scoring, store, STATUS_ORDER)
+
+
+def _ticks(engines: int, ticks: int) -> list[list[Any]]:
+    import numpy as np
+
+    from service.domain import Reading
+
+    rng = np.random.default_rng(0)
+    ids = [f"engine-{i:06d}" for i in range(engines)]
+    values = rng.uniform(0.05, 0.12, (ticks, engines))
+    return [
+        [Reading(e, 1_795_608_000_000 + t * 1000, {"vibration": float(values[t, i])})
+         for i, e in enumerate(ids)]
+        for t in range(ticks)
+    ]
+
+
+def rss(engines: int, window: int, artifact: Path) -> dict[str, Any]:
+    """RSS growth of the engine state for ``engines`` engines (2 readings each)."""
+    model, scoring, model_kib = _setup(window, artifact)
+    gc.collect()
+    before = rss_kib()
+    proc = _processor(model, scoring, window)
+    for tick in _ticks_iter(engines, 2):
+        for start in range(0, len(tick), POLL):
+            part = tick[start : start + POLL]
+            proc.process(part, [0] * len(part))
+    gc.collect()
+    after = rss_kib()
+    store = proc.store
+    row = sum(getattr(store, f).nbytes for f in store._ROW_FIELDS) / store.capacity
+    return {
+        "engines": engines, "window": window, "model_rss_kib": model_kib,
+        "rss_before_kib": before, "rss_after_kib": after,
+        "bytes_per_engine": round((after - before) * 1024 / engines, 1),
+        "store_capacity": store.capacity, "row_bytes": round(row, 1),
+    }
+
+
+def _ticks_iter(engines: int, ticks: int) -> Any:
+    # One tick at a time so the readings of a 100k fleet are not all alive at once.
+    import numpy as np
+
+    from service.domain import Reading
+
+    rng = np.random.default_rng(0)
+    ids = [f"engine-{i:06d}" for i in range(engines)]
+    for t in range(ticks):
+        values = rng.uniform(0.05, 0.12, engines)
+        yield [Reading(e, 1_795_608_000_000 + t * 1000, {"vibration": float(values[i])})
+               for i, e in enumerate(ids)]
+
+
+def cost(engines: int, window: int, artifact: Path, ticks: int) -> dict[str, Any]:
+    """Microseconds per reading of ``process`` and of encoding the changelog rows."""
+    model, scoring, _ = _setup(window, artifact)
+    proc = _processor(model, scoring, window)
+    data = _ticks(engines, ticks + 2)
+    for tick in data[:2]:  # create the rows and a first prediction outside the timing
+        proc.process(tick, [0] * len(tick))
+    flat = [r for tick in data[2:] for r in tick]
+    polls = [flat[s : s + POLL] for s in range(0, len(flat), POLL)]
+    parts = [0] * POLL
+    t_proc = t_enc = 0.0
+    for poll in polls:
+        t0 = time.perf_counter()
+        result = proc.process(poll, parts[: len(poll)])
+        t1 = time.perf_counter()
+        for slot in result.dirty:  # what the commit writes to the changelog
+            proc.store.encode_row(slot)
+        t_enc += time.perf_counter() - t1
+        t_proc += t1 - t0
+    n = len(flat)
+    return {
+        "engines": engines, "window": window, "readings": n,
+        "process_us": round(t_proc / n * 1e6, 3), "changelog_encode_us": round(t_enc / n * 1e6, 3),
+        "changelog_row_bytes": len(proc.store.encode_row(0)),
+    }
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[0])
+    kind = spec.pop("kind")
+    spec["artifact"] = Path(spec["artifact"])
+    result = rss(**spec) if kind == "rss" else cost(**spec)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

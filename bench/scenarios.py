@@ -1,0 +1,171 @@
+"""The scenarios of one benchmark run, in order; each prints its table as it finishes."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from typing import Any
+
+from bench.baselines import BaselineResult, run_baselines
+from bench.broker import running_broker
+from bench.data import Dataset, fill
+from bench.report import table
+from bench.service_run import ServiceResult, run_service
+
+TARGETS = {"single": 40_000.0, "batch": 250_000.0}
+
+
+def datasets(a: argparse.Namespace) -> list[Dataset]:
+    run = uuid.uuid4().hex[:6]
+    out = []
+    for engines in a.engines:
+        for form in a.forms:
+            batch = 1 if form == "single" else a.batch
+            total = a.single_readings if form == "single" else a.batch_readings
+            ticks = max(1, total // engines)
+            out.append(Dataset(f"bench-{run}-{engines}-{form}", engines, ticks, batch))
+    return out
+
+
+def run_all(a: argparse.Namespace, doc: dict[str, Any]) -> None:
+    wanted = set(a.scenarios)
+    progress = not a.no_progress
+    needs_broker = wanted & {"throughput", "baselines", "latency", "coldstart"}
+    if wanted & {"memory", "cost"}:
+        memory_scenarios(a, doc)
+    if not needs_broker:
+        return
+    with running_broker(a.bootstrap) as bootstrap:
+        doc["broker"] = "external " + bootstrap if a.bootstrap else "local (started by bench)"
+        if wanted & {"throughput", "baselines"}:
+            throughput(a, doc, bootstrap, progress)
+        if "latency" in wanted:
+            latency(a, doc, bootstrap)
+        if "coldstart" in wanted:
+            coldstart(a, doc, bootstrap, progress)
+
+
+def throughput(a: argparse.Namespace, doc: dict[str, Any], bootstrap: str,
+               progress: bool) -> None:
+    sets = datasets(a)
+    fills = []
+    for ds in sets:
+        took = fill(bootstrap, ds, progress=progress)
+        fills.append({"topic": ds.topic, "messages": ds.messages, "readings": ds.readings,
+                      "seconds": round(took, 2), "messages_per_s": round(ds.messages / took)})
+        print(f"filled {ds.topic}: {ds.messages:,} messages / {ds.readings:,} readings in "
+              f"{took:.1f} s ({ds.messages / took:,.0f} msg/s)", flush=True)
+    doc["fills"] = fills
+    service: dict[str, list[ServiceResult]] = {}
+    if "throughput" in a.scenarios:
+        for ds in sets:
+            for mode in a.modes:
+                r = run_service(bootstrap, ds, a.artifact, exactly_once=mode == "eos")
+                service.setdefault(ds.topic, []).append(r)
+                print(f"service {ds.engines} engines {ds.form} {mode}: "
+                      f"{r.readings_per_s:,.0f} readings/s ({r.seconds:.1f} s, "
+                      f"ready after {r.startup_s:.1f} s)", flush=True)
+    base: dict[str, dict[str, BaselineResult]] = {}
+    if "baselines" in a.scenarios:
+        def show(r: BaselineResult) -> None:
+            base.setdefault(r.topic, {})[r.name] = r
+            print(f"baseline {r.name} {r.topic}: {r.readings_per_s:,.1f} readings/s "
+                  f"({r.readings} readings in {r.seconds:.1f} s)", flush=True)
+
+        run_baselines(bootstrap, sets, a.artifact, sample=a.naive_sample,
+                      budget_s=a.rewindow_budget, on_result=show)
+    rows: list[list[Any]] = []
+    out: list[dict[str, Any]] = []
+    for ds in sets:
+        b = base.get(ds.topic, {})
+        naive, rew = b.get("naive"), b.get("rewindow")
+        form = "single" if ds.batch == 1 else "batch"
+        for r in service.get(ds.topic, []):
+            x_naive = r.readings_per_s / naive.readings_per_s if naive else None
+            x_rew = r.readings_per_s / rew.readings_per_s if rew else None
+            rows.append([ds.engines, ds.form, r.mode, r.readings, r.seconds, r.readings_per_s,
+                         f"{x_naive:,.0f}x" if x_naive else "",
+                         f"{x_rew:.2f}x" if x_rew else "",
+                         f">= {TARGETS[form]:,.0f}" if r.mode == "eos" else ""])
+            out.append({"engines": ds.engines, "form": ds.form, **r.to_json(),
+                        "speedup_vs_naive": x_naive and round(x_naive, 1),
+                        "speedup_vs_rewindow": x_rew and round(x_rew, 2)})
+        for name, br in b.items():
+            rows.append([ds.engines, ds.form, name, br.readings, br.seconds, br.readings_per_s,
+                         "", "", ""])
+    doc["throughput"] = out
+    doc["baselines"] = [r.to_json() for b in base.values() for r in b.values()]
+    print("\nSustained throughput (readings/s; eos = exactly-once, alos = at-least-once; "
+          "naive extrapolated from its sample)")
+    print(table(["engines", "form", "run", "readings", "seconds", "readings/s", "vs naive",
+                 "vs rewindow", "target"], rows), flush=True)
+
+
+def memory_scenarios(a: argparse.Namespace, doc: dict[str, Any]) -> None:
+    from bench.memory import measure
+
+    if "memory" in a.scenarios:
+        rows = []
+        res = []
+        for n in a.memory_engines:
+            r = measure("rss", engines=n, window=256, artifact=a.artifact)
+            res.append(r)
+            rows.append([n, r["window"], r["store_capacity"], r["row_bytes"],
+                         r["bytes_per_engine"], round(r["rss_after_kib"] / 1024, 1)])
+        doc["memory"] = res
+        print("\nMemory per tracked engine (window 256, LSTM(64); VmRSS growth / engines; "
+              "target <= 4,096 B)")
+        print(table(["engines", "window", "capacity", "row bytes", "RSS B/engine",
+                     "RSS MiB"], rows), flush=True)
+    if "cost" in a.scenarios:
+        rows = []
+        res = []
+        engines = 10_000 if 10_000 in a.cost_engines else a.cost_engines[0]
+        points = [(engines, w) for w in a.windows]
+        points += [(n, 256) for n in a.cost_engines if (n, 256) not in points]
+        for n, w in points:
+            ticks = max(3, 50_000 // n)
+            r = measure("cost", engines=n, window=w, artifact=a.artifact, ticks=ticks)
+            res.append(r)
+            rows.append([n, w, r["readings"], r["process_us"], r["changelog_encode_us"],
+                         r["changelog_row_bytes"]])
+        doc["cost"] = res
+        print("\nCost per reading, no Kafka (BatchProcessor.process, and encoding the "
+              "changelog rows a commit writes, one per engine per poll of 5,000 readings)")
+        print(table(["engines", "window", "readings", "process us", "changelog encode us",
+                     "changelog row B"], rows), flush=True)
+
+
+def latency(a: argparse.Namespace, doc: dict[str, Any], bootstrap: str) -> None:
+    from bench.latency import run_latency
+
+    rows = []
+    res = []
+    for rate in a.latency_rates:
+        r = run_latency(bootstrap, a.artifact, rate, a.latency_seconds)
+        res.append(r)
+        for path in ("committed", "api"):
+            q = r[path]
+            rows.append([rate, r["engines"], path, q.get("n", 0), q.get("p50_ms"),
+                         q.get("p95_ms"), q.get("p99_ms"), q.get("max_ms")])
+        print(f"latency at {rate}/s done", flush=True)
+    doc["latency"] = res
+    print("\nLatency, reading timestamp to visible (committed: read_committed consumer of the "
+          "changelog = anomalies topic; api: the store the API reads); target p99 <= 300 ms "
+          "at 10k/s")
+    print(table(["rate/s", "engines", "visible in", "n", "p50 ms", "p95 ms", "p99 ms",
+                 "max ms"], rows), flush=True)
+
+
+def coldstart(a: argparse.Namespace, doc: dict[str, Any], bootstrap: str,
+              progress: bool) -> None:
+    from bench.coldstart import run_coldstart
+
+    r = run_coldstart(bootstrap, a.artifact, progress=progress)
+    doc["coldstart"] = r
+    print("\nCold start of `vibewatch serve` (process start to /readyz 200; target <= 3 s, "
+          "<= 200 MB at 10k engines)")
+    print(table(["ready s", "HTTP up s", "RSS ready MiB", "engines", "RSS loaded MiB",
+                 "peak MiB"], [[r["ready_s"], r["http_up_s"], r["rss_ready_mib"],
+                                r["engines"], r["rss_loaded_mib"], r["hwm_mib"]]]),
+          flush=True)
