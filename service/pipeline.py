@@ -119,6 +119,14 @@ class Pipeline:
             max_partition_fetch_bytes=max(s.max_message_bytes * 2, 1 << 20),
             fetch_max_bytes=max(s.max_message_bytes * 4, 50 << 20),
         )
+        # Load the topic's metadata before joining: joining without it gives an empty first
+        # assignment and an immediate second rebalance, which kafka-python 3.0 has been seen
+        # to never finish (the member is dropped and does not rejoin).
+        deadline = time.monotonic() + s.timeout_ms / 1000
+        while not self._consumer.partitions_for_topic(s.readings_topic):
+            if time.monotonic() > deadline:
+                raise BrokerUnavailableError(f"no metadata for topic {s.readings_topic}")
+            stop.wait(0.1)
         self._consumer.subscribe([s.readings_topic], listener=_Listener(self))
         self._next_check = 0.0
         while not stop.is_set():
