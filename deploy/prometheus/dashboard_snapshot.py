@@ -295,6 +295,16 @@ def _message(ax: Axes, text: str) -> None:
     )
 
 
+def fit_font_size(ax: Axes, text: str, size: float, min_size: float = 6.0) -> float:
+    """``size``, or smaller so that ``text`` fits the width of ``ax`` (long model versions,
+    instance addresses), as Grafana's stat panel shrinks its text."""
+    fig = ax.figure
+    width_pt = ax.get_position().width * fig.bbox.width / fig.dpi * 72
+    # bold DejaVu Sans averages ~0.62 em per character; keep a small margin on each side
+    fitted = 0.9 * width_pt / (0.62 * max(1, len(text)))
+    return max(min_size, min(size, fitted))
+
+
 def draw_stat(ax: Axes, panel: Mapping[str, Any], results: Sequence[QueryResult]) -> None:
     defaults = panel.get("fieldConfig", {}).get("defaults", {})
     unit = defaults.get("unit", "short")
@@ -325,7 +335,7 @@ def draw_stat(ax: Axes, panel: Mapping[str, Any], results: Sequence[QueryResult]
             y,
             shown,
             color=TEXT if plain else hue,
-            fontsize=size,
+            fontsize=fit_font_size(ax, shown, size),
             fontweight="bold",
             ha="center",
             va="center",
