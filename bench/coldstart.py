@@ -47,8 +47,13 @@ def _get(url: str) -> tuple[int, str]:
 
 
 def run_coldstart(bootstrap: str, artifact: Path, engines: int = 10_000,
-                  ticks: int = 10, progress: bool = True) -> dict[str, Any]:
-    """Start ``vibewatch serve``, time it to ready, load ``engines`` engines, read its RSS."""
+                  ticks: int = 10, progress: bool = True,
+                  fleet_view: bool = True) -> dict[str, Any]:
+    """Start ``vibewatch serve``, time it to ready, load ``engines`` engines, read its RSS.
+
+    ``fleet_view=False`` turns off the changelog-tailing fleet view (``api.fleet_view``),
+    which keeps a second store of every engine, to show what it costs.
+    """
     prefix = f"bench-cold-{uuid.uuid4().hex[:8]}"
     topic = f"{prefix}.readings"
     create_topic(bootstrap, topic)
@@ -64,7 +69,8 @@ def run_coldstart(bootstrap: str, artifact: Path, engines: int = 10_000,
            "VIBEWATCH_KAFKA__SESSION_TIMEOUT_MS": "6000",
            "VIBEWATCH_KAFKA__HEARTBEAT_INTERVAL_MS": "2000",
            "VIBEWATCH_MODEL__ARTIFACT_DIR": str(artifact),
-           "VIBEWATCH_API__PORT": str(port)}
+           "VIBEWATCH_API__PORT": str(port),
+           "VIBEWATCH_API__FLEET_VIEW": "true" if fleet_view else "false"}
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:
         t0 = time.perf_counter()
@@ -107,6 +113,6 @@ def run_coldstart(bootstrap: str, artifact: Path, engines: int = 10_000,
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    return {"ready_s": round(ready_s, 2), "http_up_s": round(t_http, 2),
+    return {"fleet_view": fleet_view, "ready_s": round(ready_s, 2), "http_up_s": round(t_http, 2),
             "rss_ready_mib": round(rss_ready / 1024, 1), "engines": engines,
             "rss_loaded_mib": round(rss_loaded / 1024, 1), "hwm_mib": round(hwm / 1024, 1)}

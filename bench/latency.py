@@ -6,7 +6,8 @@ Three processes, so that producing, serving and watching do not share one interp
 - service: an in-process Runtime as in the throughput runs, plus an "API" probe thread that
   reads 50 engines' latest reading timestamps from the store every 2 ms, which is what
   ``GET /engines/{id}`` returns (HTTP itself left out);
-- this process: a ``read_committed`` consumer of the changelog topic. Changelog records,
+- this process: a plain consumer of the readings topic (the Kafka transport floor, no
+  work) and a ``read_committed`` consumer of the changelog topic. Changelog records,
   anomaly events and offsets are committed in one transaction, so the moment a changelog
   record is visible is the moment an anomaly event of the same commit is visible on the
   anomalies topic.
@@ -17,6 +18,7 @@ per engine per second, each changelog record carries exactly one new reading.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import time
 import uuid
@@ -133,6 +135,12 @@ def run_latency(bootstrap: str, artifact: Path, rate: int, seconds: float) -> di
     tps = [TopicPartition(changelog, p) for p in sorted(parts)]
     consumer.assign(tps)
     consumer.seek_to_end(*tps)
+    # The transport floor: the same client settings as the service's consumer, no work.
+    floor = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+                          enable_auto_commit=False, max_poll_records=5000)
+    rtps = [TopicPartition(topic, p) for p in sorted(floor.partitions_for_topic(topic) or ())]
+    floor.assign(rtps)
+    floor.seek_to_end(*rtps)
     t_start = time.time() + 0.5
     t_measure = t_start + WARMUP_S
     t_measure_box.value = t_measure
@@ -144,19 +152,27 @@ def run_latency(bootstrap: str, artifact: Path, rate: int, seconds: float) -> di
     for p in producers:
         p.start()
     lat: list[float] = []
+    kafka: list[float] = []
     end = t_start + seconds + WARMUP_S + 3.0
     while time.time() < end:
-        for recs in consumer.poll(timeout_ms=50).values():
+        for recs in consumer.poll(timeout_ms=20).values():
             now = time.time()
             for rec in recs:
                 ts = int(decoder.decode_row(rec.value)["last_ts"])
                 if ts / 1000 >= t_measure:
                     lat.append(now - ts / 1000)
+        for recs in floor.poll(timeout_ms=20).values():
+            now = time.time()
+            for rec in recs:
+                ts = json.loads(rec.value)["ts"]
+                if ts / 1000 >= t_measure:
+                    kafka.append(now - ts / 1000)
     for p in producers:
         p.join(30)
     stop.set()
     api: list[float] = queue.get(timeout=60)
     serve.join(60)
     consumer.close()
-    return {"rate": rate, "engines": engines, "seconds": seconds,
+    floor.close()
+    return {"rate": rate, "engines": engines, "seconds": seconds, "kafka": _quantiles(kafka),
             "committed": _quantiles(lat), "api": _quantiles(api)}

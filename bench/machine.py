@@ -38,7 +38,13 @@ def describe() -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "load_average_at_start": load_average(),
     }
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages: other work on the box skews every number."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def describe_line(m: dict[str, Any]) -> str:

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=50, help="readings per batch message (50)")
     p.add_argument("--modes", type=_names, default=["eos", "alos"],
                    help="service modes: eos (exactly-once), alos (at-least-once)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="timed service runs per case; the median is reported (default 1)")
     p.add_argument("--single-readings", type=int, default=200_000,
                    help="readings in a single-reading-message topic (default 200000)")
     p.add_argument("--batch-readings", type=int, default=1_000_000,
@@ -100,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     mach = machine.describe()
     command = "bench/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     print(header(mach, command), flush=True)
+    print(f"load average {mach['load_average_at_start']} (other processes on the box skew "
+          "the numbers)", flush=True)
     doc: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command, "machine": mach, "quick": args.quick,
@@ -113,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         run_all(args, doc)
     finally:
         doc["elapsed_s"] = round(time.perf_counter() - began, 1)
+        doc["load_average_at_end"] = machine.load_average()
         out = write_json(doc, args.out)
         print(f"\nresults written to {out} ({doc['elapsed_s']:.0f} s)")
     return 0

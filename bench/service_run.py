@@ -7,6 +7,7 @@ output topics, so the exactly-once and the at-least-once runs read the same data
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -36,6 +37,7 @@ class ServiceResult:
     readings_per_s: float
     processed: int
     dead_letters: int
+    load_1m: float  # the box's 1-minute load average when the run ended
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,9 +84,9 @@ def run_service(
 ) -> ServiceResult:
     """Start a Runtime on ``ds.topic`` and time it until every offset is committed.
 
-    A run that gets no partitions (it happens: kafka-python's first assignment can be empty
-    when topic metadata is late, and it has been seen not to rebalance again) is abandoned
-    after STALL_S and retried once on a fresh group. Raises TimeoutError when a run has not
+    A run that processes nothing for STARTUP_TIMEOUT_S is abandoned and retried once on a
+    fresh group (seen before commit 57ad357: an empty first assignment whose second
+    rebalance never completed). Raises TimeoutError when a run has not
     finished after ``timeout_s``, RuntimeError when it finished without processing every
     reading (a benchmark must not report a partial run).
     """
@@ -146,6 +148,7 @@ def _run_once(
         mode="eos" if exactly_once else "alos", readings=ds.readings, messages=ds.messages,
         startup_s=round(t_first - t0, 3), seconds=round(seconds, 3),
         readings_per_s=round(ds.readings / seconds, 1), processed=processed, dead_letters=dead,
+        load_1m=round(os.getloadavg()[0], 2),
     )
 
 
