@@ -92,7 +92,8 @@ class Metrics:
         )
         self.engine_threshold = Gauge(
             "vibewatch_engine_anomaly_threshold",
-            "Score at which the engine's status becomes alarm; same series cap as the score.",
+            "Error level (units of vibewatch_engine_prediction_error) at which the engine's "
+            "score reaches scoring.alarm_score; same series cap as the score.",
             ["engine_id"],
             registry=registry,
         )
@@ -124,6 +125,12 @@ class Metrics:
             "vibewatch_engine_prediction_error",
             "Smoothed prediction error (scaled units) per engine; same series cap.",
             ["engine_id"],
+            registry=registry,
+        )
+        self.scoring_level = Gauge(
+            "vibewatch_scoring_level",
+            "Configured score levels: warning and alarm raise a status, clear lowers it.",
+            ["level"],
             registry=registry,
         )
         self.model_info = Info(

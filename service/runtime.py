@@ -86,6 +86,10 @@ class Runtime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._set_model_info()
+        for level in ("warning", "alarm", "clear"):
+            self.metrics.scoring_level.labels(level).set(
+                getattr(settings.scoring, f"{level}_score")
+            )
 
     def _set_model_info(self) -> None:
         self.metrics.model_info.info({

@@ -187,8 +187,10 @@ class BadMessages(threading.Thread):
             self.error = exc
 
     def stop(self) -> None:
+        """Stop publishing; safe to call whether or not the thread was started."""
         self._stop_event.set()
-        self.join(10)
+        if self.is_alive():
+            self.join(10)
 
 
 def simulator_command(bootstrap: str, topic: str, engines: int, rate: float) -> list[str]:
