@@ -151,8 +151,10 @@ class Pipeline:
         common: dict[str, Any] = {
             "bootstrap_servers": s.bootstrap_servers.split(","),
             "client_id": f"{s.client_id}-{s.instance_id}-producer",
-            "linger_ms": 5,
-            "batch_size": 256 * 1024,
+            # The commit flushes anyway, so a long linger costs no latency and lets the
+            # changelog records of a commit interval go out in few, large batches.
+            "linger_ms": 100,
+            "batch_size": 1 << 20,
             "max_request_size": max(s.max_message_bytes + 65536, 1 << 20),
             "compression_type": None if s.compression == "none" else s.compression,
         }

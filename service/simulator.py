@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import re
+import signal
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -142,6 +143,14 @@ def run(args: argparse.Namespace) -> int:
     )
     ticks = args.ticks or 2**62
     sent = 0
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Stop cleanly (flush what was sent) on Ctrl-C and on SIGTERM from a supervisor, even
+    # when started from a shell that left SIGINT ignored.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     began = time.monotonic()
     try:
         for key, value in messages(fleet, ticks, start_ms=start_ms, interval_ms=interval_ms,

@@ -66,7 +66,9 @@ def main() -> int:
     def _term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # Explicit handlers: a shell that starts us in the background leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _term)
     try:
         print(f"starting Kafka broker in {data_dir} ...", flush=True)
         broker.start()
@@ -99,7 +101,7 @@ def main() -> int:
     finally:
         for child in reversed(children):
             if child.poll() is None:
-                child.send_signal(signal.SIGINT if child is children[-1] else signal.SIGTERM)
+                child.send_signal(signal.SIGTERM)
                 try:
                     child.wait(30)
                 except subprocess.TimeoutExpired:
