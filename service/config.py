@@ -93,6 +93,11 @@ class ScoringSettings(_Section):
         "rms", description="Score the channels' RMS residual, or each channel and take the max."
     )
     telemanom_window: int = Field(100, ge=2, description="Ring length of the telemanom scorer.")
+    learn_from_anomalies: bool = Field(
+        True,
+        description="False: freeze the error baseline while an engine scores at warning level "
+        "or above, so a slowly developing fault keeps its alarm instead of being learned.",
+    )
 
 
 class ApiSettings(_Section):

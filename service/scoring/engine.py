@@ -116,6 +116,17 @@ class EngineScoring:
         scores = np.where(finite, self.scorer.score_many(raw, sc_state), 1.0)
         values, thresholds = self.scorer.explain_many(raw, sc_state, self.params.alarm_score)
         learned = self.scorer.learn_many(raw, sc_state)
+        cols = self.scorer.baseline_columns
+        if not self.params.learn_from_anomalies and cols:
+            # A developing fault must not become the baseline it is measured against: while
+            # a reading scores at warning level or above, the long-run statistics stay put
+            # (the short-term average still follows the readings).
+            hold = scores >= self.params.warning_score
+            if hold.any():
+                idx = np.asarray(cols)
+                kept = learned[:, idx]
+                kept[hold] = sc_state[hold][:, idx]
+                learned[:, idx] = kept
         new_sc_state = np.where(finite[:, None], learned, sc_state).reshape(n, -1)
         if k == 1:
             score, value, threshold = scores, values, thresholds

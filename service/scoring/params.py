@@ -45,6 +45,9 @@ class ScoringParams:
     channel_reduce: Literal["rms", "max"] = "rms"
     #: ring length of the telemanom scorer (floats per engine)
     telemanom_window: int = 100
+    #: False: while a reading scores at or above warning_score, the scorer's long-run
+    #: baseline is not updated, so a developing fault is not learned as the new normal
+    learn_from_anomalies: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.clear_score < self.warning_score <= self.alarm_score < 1:

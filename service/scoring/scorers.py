@@ -38,6 +38,10 @@ class Scorer(Protocol):
     @property
     def state_size(self) -> int: ...
 
+    #: state columns holding the long-run baseline (kept still while an engine is anomalous)
+    @property
+    def baseline_columns(self) -> tuple[int, ...]: ...
+
     def init_state(self, n: int) -> FloatArray: ...
 
     def score_many(self, x: FloatArray, state: FloatArray) -> FloatArray: ...
@@ -64,6 +68,8 @@ class GaussianTail:
     """
 
     state_size = 3
+    #: state columns holding the long-run baseline (kept still while an engine is anomalous)
+    baseline_columns: tuple[int, ...] = (1, 2)
 
     def __init__(
         self, decay: float = 0.01, min_count: int = 2, min_std: float = 1e-9, rel_std: float = 0.01
@@ -106,6 +112,7 @@ class AnomalyLikelihood:
     """
 
     state_size = 4
+    baseline_columns: tuple[int, ...] = (2, 3)
 
     def __init__(
         self,
@@ -185,6 +192,7 @@ class NonparametricThreshold:
         self.min_std = min_std
         self.rel_std = rel_std
         self.state_size = window + 2
+        self.baseline_columns: tuple[int, ...] = ()
 
     def init_state(self, n: int) -> FloatArray:
         return np.zeros((n, self.state_size), dtype=np.float64)
