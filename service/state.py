@@ -115,7 +115,9 @@ class EngineStore:
         else:
             slot = len(self.ids)
             if slot >= self.capacity:
-                self._alloc(self.capacity, self.capacity * 2)
+                # 1.25x rather than doubling: at 100k engines doubling left up to half the
+                # rows allocated but unused.
+                self._alloc(self.capacity, self.capacity + max(1024, self.capacity // 4))
             self.ids.append(engine_id)
         self.index[engine_id] = slot
         self._reset_row(slot, init_score)
