@@ -5,39 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from service.api import create_app
-from service.config import load_settings
-from service.domain import Reading
 from service.runtime import Runtime
-from service.testing import FakeStepModel
-
-T0 = 1_795_608_000_000
-TOKEN = "s3cret-token"
+from tests.service.api.fed_runtime import TOKEN, fed_runtime
 
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Runtime:
-    (tmp_path / "model_card.md").write_text("# Card\n\nA fake model for tests.\n")
-    settings = load_settings(
-        api={"token": TOKEN}, model={"artifact_dir": tmp_path},
-        scoring={"warmup_readings": 5}, state={"window": 16},
-    )
-    rt = Runtime(settings, model=FakeStepModel())
-    rng = np.random.default_rng(0)
-    for k in range(60):
-        wear = 0.02 * (k - 40) ** 2 if k > 40 else 0.0
-        readings = [
-            Reading(f"engine-{i}", T0 + 1000 * k,
-                    {"vibration": 1.0 + rng.normal(0, 0.01) + (wear if i == 2 else 0.0)})
-            for i in range(4)
-        ]
-        res = rt.processor.process(readings, [0] * 4)
-        rt.events.extend(res.events)
-    return rt
+    return fed_runtime(tmp_path)
 
 
 @pytest.fixture

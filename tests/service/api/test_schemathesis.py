@@ -21,40 +21,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
 from service.api import create_app
-from service.config import load_settings
-from service.domain import Reading
 from service.runtime import Runtime
-from service.testing import FakeStepModel
+from tests.service.api.fed_runtime import TOKEN, fed_runtime
 
-T0 = 1_795_608_000_000
-TOKEN = "s3cret-token"
 MAX_EXAMPLES = 30
-
-
-def _runtime(artifact_dir: Path) -> Runtime:
-    (artifact_dir / "model_card.md").write_text("# Card\n\nA fake model for tests.\n")
-    settings_ = load_settings(
-        api={"token": TOKEN}, model={"artifact_dir": artifact_dir},
-        scoring={"warmup_readings": 5}, state={"window": 16},
-    )  # fmt: skip
-    rt = Runtime(settings_, model=FakeStepModel())
-    rng = np.random.default_rng(0)
-    for k in range(60):
-        wear = 0.02 * (k - 40) ** 2 if k > 40 else 0.0
-        readings = [
-            Reading(f"engine-{i}", T0 + 1000 * k,
-                    {"vibration": 1.0 + rng.normal(0, 0.01) + (wear if i == 2 else 0.0)})
-            for i in range(4)
-        ]  # fmt: skip
-        res = rt.processor.process(readings, [0] * 4)
-        rt.events.extend(res.events)
-    return rt
 
 
 _ARTIFACT_DIR = Path(tempfile.mkdtemp(prefix="vibewatch-schemathesis-"))
@@ -62,7 +37,7 @@ _ARTIFACT_DIR = Path(tempfile.mkdtemp(prefix="vibewatch-schemathesis-"))
 
 def _make_runtime() -> Runtime:
     """Called at the app's start-up, i.e. when schemathesis sends the first request."""
-    return _runtime(_ARTIFACT_DIR)
+    return fed_runtime(_ARTIFACT_DIR)
 
 
 @pytest.fixture(scope="module", autouse=True)
