@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.domain import AnomalyEvent, Reading, Status
-from service.state import F32, F64, EngineStore
+from service.state import F32, F64, I64, EngineStore
 
 
 class StepModel(Protocol):
@@ -110,31 +110,51 @@ class BatchProcessor:
     def process(self, readings: Sequence[Reading], partitions: Sequence[int]) -> BatchResult:
         """Apply ``readings`` (``partitions[i]`` is the source partition of reading i)."""
         result = BatchResult()
-        groups: dict[str, list[int]] = {}
-        for i, r in enumerate(readings):
-            groups.setdefault(r.engine_id, []).append(i)
-        depth = max((len(g) for g in groups.values()), default=0)
-        for k in range(depth):
-            idx = [g[k] for g in groups.values() if len(g) > k]
+        n = len(readings)
+        if not n:
+            return result
+        channels = self.model.channels
+        with self.store.lock:
+            # Everything per reading is gathered once, into arrays; the rounds only index.
+            slots, _ = self.store.slots_for(
+                (r.engine_id for r in readings), partitions, self._init_score
+            )
+        ts = np.fromiter((r.ts_ms for r in readings), dtype=np.int64, count=n)
+        if len(channels) == 1:
+            (c0,) = channels
+            x = np.fromiter((r.values[c0] for r in readings), dtype=np.float64, count=n)
+            x = x.reshape(n, 1)
+        else:
+            x = np.array([[r.values[c] for c in channels] for r in readings], dtype=np.float64)
+        # Round k holds the k-th reading of every engine: ordinal of each reading within its
+        # engine, by a stable sort on the row number.
+        by_slot = np.argsort(slots, kind="stable")
+        sorted_slots = slots[by_slot]
+        starts = np.flatnonzero(np.r_[True, sorted_slots[1:] != sorted_slots[:-1]])
+        group_start = np.repeat(starts, np.diff(np.r_[starts, n]))
+        ordinal = np.empty(n, dtype=np.intp)
+        ordinal[by_slot] = np.arange(n) - group_start
+        by_round = np.argsort(ordinal, kind="stable")
+        bounds = np.searchsorted(ordinal[by_round], np.arange(int(ordinal.max()) + 2))
+        for k in range(len(bounds) - 1):
+            idx = by_round[bounds[k] : bounds[k + 1]]
             with self.store.lock:
-                self._round([readings[i] for i in idx], [partitions[i] for i in idx], result)
+                self._round(slots[idx], ts[idx], x[idx], result)
         return result
 
-    def _round(self, rs: list[Reading], parts: list[int], result: BatchResult) -> None:
+    def _round(
+        self, slots: npt.NDArray[np.intp], ts: I64, x: F64, result: BatchResult
+    ) -> None:
+        """One reading for each engine in ``slots`` (each engine at most once)."""
         store = self.store
-        slots, _ = store.slots_for((r.engine_id for r in rs), parts, self._init_score)
-        ts = np.fromiter((r.ts_ms for r in rs), dtype=np.int64, count=len(rs))
         last = store.last_ts[slots]
         fresh = ts > last
         if not fresh.all():
             result.duplicate += int((ts == last).sum())
             result.late += int((ts < last).sum())
-            rs = [r for r, f in zip(rs, fresh, strict=True) if f]
-            slots, ts, last = slots[fresh], ts[fresh], last[fresh]
-            if not rs:
+            slots, ts, last, x = slots[fresh], ts[fresh], last[fresh], x[fresh]
+            if not slots.size:
                 return
-        channels = self.model.channels
-        x = np.array([[r.values[c] for c in channels] for r in rs], dtype=np.float64)
         if self.max_gap_ms:
             gap = (last != np.iinfo(np.int64).min) & (ts - last > self.max_gap_ms)
             if gap.any():
@@ -178,7 +198,7 @@ class BatchProcessor:
         store.has_pred[slots] = True
         store.push(slots, x, ts)
         store.last_seen[slots] = int(self.clock() * 1000)
-        result.processed += len(rs)
+        result.processed += int(slots.size)
         result.dirty.update(slots.tolist())
         result.event_ts_ms.extend(ts.tolist())
 
