@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
@@ -255,15 +256,17 @@ class Pipeline:
         started = time.perf_counter()
         store = self.store
         with store.lock:
-            for slot in p.dirty:
-                engine_id = store.ids[slot]
-                if engine_id:
-                    self._producer.send(
-                        self.settings.changelog_topic,
-                        key=engine_id.encode(),
-                        value=store.encode_row(slot),
-                        partition=int(store.partition[slot]),
-                    )
+            slots = np.fromiter((s for s in p.dirty if store.ids[s]), dtype=np.intp)
+            for slot, value, part in zip(
+                slots.tolist(), store.encode_rows(slots), store.partition[slots].tolist(),
+                strict=True,
+            ):
+                self._producer.send(
+                    self.settings.changelog_topic,
+                    key=store.ids[slot].encode(),
+                    value=value,
+                    partition=part,
+                )
         offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in p.offsets.items()}
         if self.settings.exactly_once:
             tm = self._producer._transaction_manager

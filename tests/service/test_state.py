@@ -65,3 +65,16 @@ def test_drop_partitions_frees_rows_for_reuse() -> None:
     assert list(store.index) == ["b"]
     slots, _ = store.slots_for(["d"], [3], np.zeros(2))
     assert int(slots[0]) in (0, 2)
+
+
+def test_encode_rows_equals_encode_row() -> None:
+    store = _store()
+    ids = [f"e{i}" for i in range(50)]
+    slots, _ = store.slots_for(ids, [i % 3 for i in range(50)], np.zeros(2))
+    rng = np.random.default_rng(2)
+    store.model_state[slots] = rng.normal(size=(50, 3))
+    for t in range(7):
+        store.push(slots, rng.normal(size=(50, 2)), np.full(50, t))
+    pick = slots[::3]
+    assert store.encode_rows(pick) == [store.encode_row(int(s)) for s in pick]
+    assert store.encode_rows(pick[:0]) == []
