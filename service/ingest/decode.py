@@ -96,6 +96,8 @@ class MessageDecoder:
         self.max_bytes = max_bytes
         self.max_batch = max_batch
         self.max_extra_fields = max_extra_fields
+        # Engine ids repeat on every message: remember the valid ones (bounded).
+        self._valid_ids: set[str] = set()
 
     def decode(self, value: bytes | None, key: bytes | None = None) -> list[Reading]:
         """Decode one message; returns its readings in message order.
@@ -114,9 +116,11 @@ class MessageDecoder:
         if not isinstance(doc, dict):
             raise InvalidMessageError("not_object", f"top level is {type(doc).__name__}")
         engine_id = self._engine_id(doc, key)
-        extra = len(doc.keys() - _TOP_FIELDS)
-        if extra > self.max_extra_fields:
-            raise InvalidMessageError("too_many_fields", f"{extra} unknown fields")
+        # A document with few keys cannot have too many unknown ones: skip the set difference.
+        if len(doc) > self.max_extra_fields:
+            extra = len(doc.keys() - _TOP_FIELDS)
+            if extra > self.max_extra_fields:
+                raise InvalidMessageError("too_many_fields", f"{extra} unknown fields")
         if "readings" in doc:
             if "ts" in doc or "values" in doc:
                 raise InvalidMessageError("bad_reading", "both readings and ts/values")
@@ -134,10 +138,14 @@ class MessageDecoder:
         engine_id = doc.get("engine_id")
         if engine_id is None:
             raise InvalidMessageError("missing_field", "engine_id is missing")
-        if not isinstance(engine_id, str) or not _ENGINE_ID.fullmatch(engine_id):
-            raise InvalidMessageError(
-                "bad_engine_id", "engine_id must be 1-64 characters of [A-Za-z0-9._:-]"
-            )
+        if engine_id not in self._valid_ids:
+            if not isinstance(engine_id, str) or not _ENGINE_ID.fullmatch(engine_id):
+                raise InvalidMessageError(
+                    "bad_engine_id", "engine_id must be 1-64 characters of [A-Za-z0-9._:-]"
+                )
+            if len(self._valid_ids) >= 1_000_000:
+                self._valid_ids.clear()
+            self._valid_ids.add(engine_id)
         if key is not None and key != engine_id.encode():
             raise InvalidMessageError(
                 "key_mismatch", f"message key {key[:64]!r} differs from engine_id {engine_id!r}"
@@ -145,29 +153,42 @@ class MessageDecoder:
         return engine_id
 
     def _reading(self, engine_id: str, item: object, index: int | None) -> Reading:
-        where = "" if index is None else f"readings[{index}]: "
+        # The hot path builds no strings: error prefixes are made only when raising.
         if not isinstance(item, dict):
-            raise InvalidMessageError("bad_reading", f"{where}reading is not an object")
-        if index is not None and len(item.keys() - _READING_FIELDS) > self.max_extra_fields:
-            raise InvalidMessageError("too_many_fields", f"{where}too many unknown fields")
-        for field in ("ts", "values"):
-            if field not in item:
-                raise InvalidMessageError("missing_field", f"{where}{field} is missing")
+            raise InvalidMessageError("bad_reading", f"{_at(index)}reading is not an object")
+        if (
+            index is not None
+            and len(item) > self.max_extra_fields
+            and len(item.keys() - _READING_FIELDS) > self.max_extra_fields
+        ):
+            raise InvalidMessageError("too_many_fields", f"{_at(index)}too many unknown fields")
+        if "ts" not in item or "values" not in item:
+            missing = "ts" if "ts" not in item else "values"
+            raise InvalidMessageError("missing_field", f"{_at(index)}{missing} is missing")
         ts = _parse_ts(item["ts"])
         raw = item["values"]
         if not isinstance(raw, dict):
-            raise InvalidMessageError("bad_values", f"{where}values must be an object")
+            raise InvalidMessageError("bad_values", f"{_at(index)}values must be an object")
         if len(raw) > len(self.channels) + self.max_extra_fields:
-            raise InvalidMessageError("too_many_fields", f"{where}{len(raw)} channels in values")
+            raise InvalidMessageError(
+                "too_many_fields", f"{_at(index)}{len(raw)} channels in values"
+            )
         values: dict[str, float] = {}
         for channel in self.channels:
             if channel not in raw:
-                raise InvalidMessageError("missing_channel", f"{where}no channel {channel!r}")
+                raise InvalidMessageError(
+                    "missing_channel", f"{_at(index)}no channel {channel!r}"
+                )
             v = raw[channel]
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise InvalidMessageError("bad_values", f"{where}{channel} is not a number")
+            if type(v) is not float and (isinstance(v, bool) or not isinstance(v, int)):
+                raise InvalidMessageError("bad_values", f"{_at(index)}{channel} is not a number")
             fv = float(v)
             if not math.isfinite(fv):
-                raise InvalidMessageError("non_finite", f"{where}{channel} is {v!r}")
+                raise InvalidMessageError("non_finite", f"{_at(index)}{channel} is {v!r}")
             values[channel] = fv
         return Reading(engine_id, ts, values)
+
+
+def _at(index: int | None) -> str:
+    """Where in a message an error is: '' for a single reading, 'readings[i]: ' in a batch."""
+    return "" if index is None else f"readings[{index}]: "
