@@ -8,13 +8,13 @@ schema cannot: the services, topics, healthchecks and mounts the stack relies on
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.deploy.tools import require
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -42,12 +42,7 @@ def _command_text(service: dict[str, Any]) -> str:
 
 
 def test_docker_compose_config_is_valid() -> None:
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        pytest.fail(
-            "docker-compose not found on PATH: install the Debian package 'docker-compose' "
-            "(apt-get install docker-compose); `docker-compose config -q` needs no engine"
-        )
+    binary = require("docker-compose", "docker-compose")  # config -q needs no engine
     proc = subprocess.run(
         [binary, "-f", str(COMPOSE), "config", "-q"],
         cwd=ROOT,

@@ -24,6 +24,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from service.metrics import Metrics
+from tests.deploy.tools import promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -151,16 +152,6 @@ def all_expressions() -> list[tuple[str, str]]:
     return found
 
 
-def _promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(
-            "promtool not found on PATH: install the Debian package 'prometheus' "
-            "(apt-get install prometheus), which provides promtool"
-        )
-    return path
-
-
 def _provisioned_datasource_uid() -> str:
     doc = yaml.safe_load(DATASOURCES.read_text())
     (source,) = doc["datasources"]
@@ -265,7 +256,7 @@ def test_every_expression_parses_with_promtool(tmp_path: Path) -> None:
     path = tmp_path / "expressions.yml"
     path.write_text(yaml.safe_dump(rules, sort_keys=False))
     proc = subprocess.run(
-        [_promtool(), "check", "rules", str(path)],
+        [promtool(), "check", "rules", str(path)],
         capture_output=True,
         text=True,
         timeout=60,

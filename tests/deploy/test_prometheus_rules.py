@@ -6,13 +6,14 @@ these tests fail (not skip) so a missing check never passes silently.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.deploy.tools import promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -22,20 +23,10 @@ RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.test.yml"))
 OPERATIONS_DOC = ROOT / "docs" / "operations.md"
 
 
-def _promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(
-            "promtool not found on PATH: install the Debian package 'prometheus' "
-            "(apt-get install prometheus), which provides promtool"
-        )
-    return path
-
-
 def _run_promtool(*args: str) -> None:
     """Run promtool from the repository root; fail the test with its output on error."""
     proc = subprocess.run(
-        [_promtool(), *args],
+        [promtool(), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
