@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from service.config import KafkaSettings
+from service.restore import changelog_consumer
 from service.state import F64, EngineStore
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,7 @@ class FleetView:
 
     def _tail(self) -> None:
         s = self.settings
-        consumer = KafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers.split(","),
-            client_id=f"{s.client_id}-{s.instance_id}-view",
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            max_poll_records=10_000,
-        )
+        consumer = changelog_consumer(s, "view", max_poll_records=10_000)
         try:
             parts = None
             while parts is None and not self._stop.is_set():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -12,6 +13,18 @@ from service.config import KafkaSettings
 from service.state import F64, EngineStore
 
 log = logging.getLogger(__name__)
+
+
+def changelog_consumer(s: KafkaSettings, role: str, **config: Any) -> KafkaConsumer:
+    """A group-less read_committed consumer for the changelog (restore, fleet view)."""
+    return KafkaConsumer(
+        bootstrap_servers=s.bootstrap_servers.split(","),
+        client_id=f"{s.client_id}-{s.instance_id}-{role}",
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        **config,
+    )
 
 
 def restore_partitions(
@@ -34,14 +47,8 @@ def restore_partitions(
     if not partitions:
         return 0
     tps = [TopicPartition(s.changelog_topic, p) for p in partitions]
-    consumer = KafkaConsumer(
-        bootstrap_servers=s.bootstrap_servers.split(","),
-        client_id=f"{s.client_id}-{s.instance_id}-restore",
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        max_poll_records=50_000,
-        fetch_max_bytes=64 << 20,
+    consumer = changelog_consumer(
+        s, "restore", max_poll_records=50_000, fetch_max_bytes=64 << 20,
         max_partition_fetch_bytes=16 << 20,
     )
     restored: set[str] = set()

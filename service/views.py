@@ -54,8 +54,7 @@ def all_views(
 def status_counts(store: EngineStore, statuses: Sequence[Status]) -> dict[Status, int]:
     """How many tracked engines are in each status."""
     with store.lock:
-        slots = np.fromiter(store.index.values(), dtype=np.intp, count=len(store.index))
-        counts = np.bincount(store.status[slots], minlength=len(statuses))
+        counts = np.bincount(store.status[store.active_slots()], minlength=len(statuses))
     return {status: int(counts[i]) for i, status in enumerate(statuses)}
 
 
