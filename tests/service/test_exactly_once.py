@@ -65,6 +65,22 @@ def _produce(bootstrap: str, topic: str, scale: Scale, done: threading.Event) ->
     done.set()
 
 
+class Producer(threading.Thread):
+    """Publishes the scale's readings at its rate in the background; ``finish`` waits."""
+
+    def __init__(self, bootstrap: str, topic: str, scale: Scale) -> None:
+        super().__init__(daemon=True)
+        self.args = (bootstrap, topic, scale)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        _produce(*self.args, self.done)
+
+    def finish(self, timeout_s: float) -> None:
+        self.join(timeout_s)
+        assert self.done.is_set(), "producing the readings did not finish"
+
+
 def _store() -> EngineStore:
     model = load_streaming_model(DEFAULT_ARTIFACT)
     return EngineStore(window=256, channels=1, model_state_size=model.state_size,
@@ -131,9 +147,7 @@ def _kill_and_restart(bootstrap: str, tmp_path: Path, scale: Scale) -> None:
     readings = _readings_topic(bootstrap, run)
     rng = random.Random(run)
     env = topic_env(bootstrap, f"eos-{run}-test", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
-    produced = threading.Event()
-    producer = threading.Thread(target=_produce, daemon=True,
-                                args=(bootstrap, readings, scale, produced))
+    producer = Producer(bootstrap, readings, scale)
     crashing = ServiceProcess(env, tmp_path / "crash.log", "crash").start()
     crashing.wait_ready()
     producer.start()
@@ -145,8 +159,7 @@ def _kill_and_restart(bootstrap: str, tmp_path: Path, scale: Scale) -> None:
             kills += 1
             crashing = ServiceProcess(env, tmp_path / "crash.log", "crash").start()
             crashing.wait_ready()
-        producer.join(600)
-        assert produced.is_set()
+        producer.finish(600)
         wait_for(lambda: _all_done(crashing, scale), 300, "the crashed instance to catch up")
     finally:
         assert crashing.stop() == 0, crashing.log_tail()
@@ -169,9 +182,7 @@ def test_rebalance_one_two_three_one_equals_an_uninterrupted_run(
     run = uuid.uuid4().hex[:8]
     readings = _readings_topic(kafka_bootstrap, run)
     env = topic_env(kafka_bootstrap, f"eos-{run}-test", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
-    produced = threading.Event()
-    producer = threading.Thread(target=_produce, daemon=True,
-                                args=(kafka_bootstrap, readings, SMALL, produced))
+    producer = Producer(kafka_bootstrap, readings, SMALL)
     first = ServiceProcess(env, tmp_path / "a.log", "a").start()
     others: list[ServiceProcess] = []
     try:
@@ -184,8 +195,7 @@ def test_rebalance_one_two_three_one_equals_an_uninterrupted_run(
         time.sleep(1.5)
         for other in others:  # 3 -> 1
             assert other.stop() == 0, other.log_tail()
-        producer.join(120)
-        assert produced.is_set()
+        producer.finish(120)
         wait_for(lambda: _all_done(first, SMALL), 120, "the last instance to finish")
         _, page = first.get("/engines?limit=100")
         assert {e["source"] for e in page["engines"]} == {"local"}  # it owns everything again
@@ -205,9 +215,7 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
         run = uuid.uuid4().hex[:8]
         readings = _readings_topic(bootstrap, run)
         env = topic_env(bootstrap, f"eos-{run}-test", VIBEWATCH_KAFKA__READINGS_TOPIC=readings)
-        produced = threading.Event()
-        producer = threading.Thread(target=_produce, daemon=True,
-                                    args=(bootstrap, readings, SMALL, produced))
+        producer = Producer(bootstrap, readings, SMALL)
         service = ServiceProcess(env, tmp_path / "svc.log", "svc").start()
         try:
             service.wait_ready()
@@ -218,8 +226,7 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
             time.sleep(2.0)
             broker.start()
             service.wait_ready(120)
-            producer.join(180)
-            assert produced.is_set()
+            producer.finish(180)
             wait_for(lambda: _all_done(service, SMALL), 120, "the service to catch up")
         finally:
             assert service.stop() == 0, service.log_tail()
