@@ -71,6 +71,11 @@ class Metrics:
         self.engines_tracked = Gauge(
             "vibewatch_engines_tracked", "Engines with state in this instance.", registry=registry
         )
+        self.fleet_view_engines = Gauge(
+            "vibewatch_fleet_view_engines",
+            "Engines of other instances held by this instance's fleet view.",
+            registry=registry,
+        )
         self.engines_by_status = Gauge(
             "vibewatch_engines_by_status",
             "Engines tracked by this instance, by status.",

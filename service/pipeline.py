@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -57,6 +57,19 @@ class _Pending:
     open: bool = False
 
 
+class OwnershipListener(Protocol):
+    """Told when this instance starts and stops owning partitions (the fleet view)."""
+
+    def acquired(self, partitions: set[int]) -> None:
+        """``partitions`` (possibly none, on an empty assignment) are restored and live here."""
+
+    def released(
+        self, partitions: set[int] | None, rows: list[tuple[str, bytes]] | None
+    ) -> None:
+        """``partitions`` (None: all) are no longer owned; ``rows`` are their engines'
+        committed changelog values, or None when they could not be committed."""
+
+
 class Pipeline:
     """Runs the consume-process-commit loop in the calling thread until ``stop`` is set."""
 
@@ -68,6 +81,7 @@ class Pipeline:
         metrics: Metrics,
         *,
         on_events: Callable[[list[Any]], None] | None = None,
+        ownership: OwnershipListener | None = None,
     ) -> None:
         self.settings = settings
         self.decoder = decoder
@@ -75,6 +89,7 @@ class Pipeline:
         self.store = processor.store
         self.metrics = metrics
         self.on_events = on_events
+        self.ownership = ownership
         self.ready = threading.Event()
         # Held while processing; rebalance callbacks and model swaps wait for it.
         self.processing_lock = threading.RLock()
@@ -98,6 +113,8 @@ class Pipeline:
                 self.metrics.up.set(0)
                 self._close(commit=False)
                 self.store.clear()
+                if self.ownership is not None:
+                    self.ownership.released(None, None)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 8.0)
         self._close(commit=True)
@@ -355,7 +372,10 @@ class Pipeline:
         with self.processing_lock:
             if self._pending.open:
                 self._commit()
-            gone = self.store.drop_partitions({tp.partition for tp in partitions})
+            parts = {tp.partition for tp in partitions}
+            if self.ownership is not None:
+                self.ownership.released(parts, self._committed_rows(parts))
+            gone = self.store.drop_partitions(parts)
             self.metrics.forget_engines(gone)
             self._to_restore -= set(partitions)
             for tp in partitions:
@@ -373,9 +393,21 @@ class Pipeline:
                 except Exception:
                     log.exception("abort after losing partitions failed")
             self._pending = _Pending()
-            self.metrics.forget_engines(
-                self.store.drop_partitions({tp.partition for tp in partitions})
+            parts = {tp.partition for tp in partitions}
+            self.metrics.forget_engines(self.store.drop_partitions(parts))
+            if self.ownership is not None:
+                self.ownership.released(parts, None)
+
+    def _committed_rows(self, partitions: set[int]) -> list[tuple[str, bytes]]:
+        """Changelog values of every engine of ``partitions`` (just committed)."""
+        store = self.store
+        with store.lock:
+            slots = np.fromiter(
+                (s for s in store.index.values() if int(store.partition[s]) in partitions),
+                dtype=np.intp,
             )
+            return list(zip([store.ids[s] for s in slots.tolist()], store.encode_rows(slots),
+                            strict=True))
 
     def on_assigned(self, partitions: set[TopicPartition]) -> None:
         """Pause the new partitions; the loop restores their state, then resumes them."""
@@ -383,6 +415,8 @@ class Pipeline:
         if fresh and self._consumer is not None:
             self._consumer.pause(*fresh)
             self._to_restore |= fresh
+        elif not fresh and self.ownership is not None:
+            self.ownership.acquired(set())
         log.info("assigned %s", sorted(p.partition for p in partitions))
 
     def _restore(self) -> None:
@@ -398,6 +432,8 @@ class Pipeline:
             )
             self._to_restore.clear()
             self._consumer.resume(*todo)
+            if self.ownership is not None:
+                self.ownership.acquired({tp.partition for tp in todo})
         took = time.perf_counter() - started
         self.metrics.restore_seconds.observe(took)
         self.metrics.engines_tracked.set(len(self.store))

@@ -67,7 +67,8 @@ class Runtime:
             score_state_size=self.scoring.state_size,
         )
         self.fleet_view = FleetView(
-            settings.kafka, self.fleet_store, self.scoring.init_state(1)[0]
+            settings.kafka, self.fleet_store, self.scoring.init_state(1)[0],
+            self.metrics.fleet_view_engines,
         )
         self.processor = BatchProcessor(
             self.model, self.scoring, self.store, STATUS_ORDER,
@@ -82,6 +83,7 @@ class Runtime:
         self.pipeline = Pipeline(
             settings.kafka, self.decoder, self.processor, self.metrics,
             on_events=self.events.extend,
+            ownership=self.fleet_view if settings.api.fleet_view else None,
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
