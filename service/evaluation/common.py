@@ -32,6 +32,7 @@ def add_common_arguments(
     predictor: str = "ewma",
     level_rate: float = 0.01,
     scoring_defaults: Mapping[str, object] | None = None,
+    season_rate: float = 1.0,
 ) -> None:
     """Predictor and scoring options; defaults are the service's ``ScoringSettings``
     overridden by ``scoring_defaults`` (each command documents its own)."""
@@ -55,6 +56,13 @@ def add_common_arguments(
         default=level_rate,
         help=f"EWMA rate of the ewma predictor (default {level_rate})",
     )
+    g.add_argument(
+        "--season-rate",
+        type=float,
+        default=season_rate,
+        help="seasonal predictor: EWMA rate of the daily profile per phase; 1.0 = the reading "
+        f"one day earlier (default {season_rate})",
+    )
     s = parser.add_argument_group("scoring (defaults: the service's settings)")
     s.add_argument("--scorer", choices=SCORERS, default=base.scorer)
     s.add_argument("--warmup-readings", type=int, default=base.warmup_readings)
@@ -70,25 +78,22 @@ def add_common_arguments(
         default=base.clear_readings,
         help="readings below clear to return to normal (0 = --hold-readings)",
     )
+    s.add_argument(
+        "--incident-readings",
+        type=int,
+        default=base.incident_readings,
+        help="a raise scoring >= --incident-score holds the alarm this many readings (0 = off)",
+    )
+    s.add_argument("--incident-score", type=float, default=base.incident_score)
+    s.add_argument("--spike-floor", type=float, default=base.spike_floor)
+    s.add_argument("--spike-decay", type=float, default=base.spike_decay)
     s.add_argument("--channel-reduce", choices=("rms", "max"), default=base.channel_reduce)
     s.add_argument("--telemanom-window", type=int, default=base.telemanom_window)
 
 
 def scoring_params(args: argparse.Namespace) -> ScoringParams:
-    """The scoring parameters chosen on the command line."""
-    return ScoringParams(
-        scorer=args.scorer,
-        warmup_readings=args.warmup_readings,
-        error_decay=args.error_decay,
-        smoothing=args.smoothing,
-        warning_score=args.warning_score,
-        alarm_score=args.alarm_score,
-        clear_score=args.clear_score,
-        hold_readings=args.hold_readings,
-        clear_readings=args.clear_readings,
-        channel_reduce=args.channel_reduce,
-        telemanom_window=args.telemanom_window,
-    )
+    """The scoring parameters chosen on the command line (every option named as a field)."""
+    return ScoringParams.from_settings(args)
 
 
 def run_series(
@@ -119,7 +124,13 @@ def run_series(
         traces: list[Trace | None] = [None] * len(series)
         for period in sorted(set(periods)):
             group = [i for i, p in enumerate(periods) if p == period]
-            model = make_predictor("seasonal", ("c0",), rate=args.level_rate, period=period)
+            model = make_predictor(
+                "seasonal",
+                ("c0",),
+                rate=args.level_rate,
+                period=period,
+                season_rate=args.season_rate,
+            )
             scoring = EngineScoring(replace(params, channel_reduce="max"), n_channels=2)
             got = stream(
                 model,

@@ -36,13 +36,21 @@ from service.evaluation.nab_score import PROFILES, CorpusResult, load_profiles, 
 #: heavy smoothing, low levels and no hold, so that a sustained departure raises one event
 #: early.
 NAB_DEFAULTS: dict[str, object] = {
+    "scorer": "likelihood-spikes",
     "error_decay": 0.0003,
     "smoothing": 0.05,
     "warning_score": 0.2,
     "alarm_score": 0.3,
     "clear_score": 0.15,
     "hold_readings": 1,
+    "clear_readings": 10,
+    "spike_floor": 60.0,
+    "spike_decay": 0.003,
+    "incident_readings": 400,
+    "incident_score": 0.4,
 }
+#: EWMA rate of the seasonal predictor's daily profile on NAB
+NAB_SEASON_RATE = 0.2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="score at this threshold instead of NAB's optimal one (e.g. a published one)",
     )
-    add_common_arguments(parser, "seasonal", 0.01, NAB_DEFAULTS)
+    add_common_arguments(parser, "seasonal", 0.01, NAB_DEFAULTS, season_rate=NAB_SEASON_RATE)
 
 
 def detections(args: argparse.Namespace, files: list[NabFile]) -> list[np.ndarray]:

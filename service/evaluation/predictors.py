@@ -134,21 +134,30 @@ class EwmaLevel:
 
 
 class LevelAndSeason:
-    """Two predictions of one signal, as two channels: an EWMA level, and the reading one
-    ``period`` earlier (seasonal naive; the level until a period has been seen).
+    """Two predictions of one signal, as two channels: an EWMA level, and a seasonal one,
+    the engine's daily profile at the next reading's phase (the level until a period has
+    been seen).
+
+    The profile holds one value per phase of the ``period``: with ``season_rate`` 1.0 it is
+    simply the reading one period earlier (seasonal naive); below 1.0 each phase is an EWMA
+    over the past periods at that phase (rate ``season_rate``), a smoother expectation that
+    one odd day does not spoil.
 
     Feed the signal twice (``x[:, 0] == x[:, 1]``) and score the channels separately
     (``channel_reduce="max"``): the level view catches spikes and shifts, the seasonal view
-    a daily pattern that breaks. State per engine: ``[count, level, ring[period]]``, fixed.
+    a daily pattern that breaks. State per engine: ``[count, level, profile[period]]``, fixed.
     """
 
     version = "level-and-season"
 
-    def __init__(self, period: int, rate: float = 0.01) -> None:
+    def __init__(self, period: int, rate: float = 0.01, season_rate: float = 1.0) -> None:
         if period < 1:
             raise ValueError("period must be >= 1")
+        if not 0 < season_rate <= 1:
+            raise ValueError("need 0 < season_rate <= 1")
         self.period = period
         self.rate = rate
+        self.season_rate = season_rate
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -168,12 +177,16 @@ class LevelAndSeason:
         level = np.where(count > 0, level + self.rate * (v - level), v)
         new = state.copy()
         rows = np.arange(len(v))
-        new[rows, 2 + count % self.period] = v
+        slot = 2 + count % self.period
+        # The first period fills the profile; later ones update it (exactly, at rate 1.0).
+        old = state[rows, slot].astype(np.float64)
+        learned = v if self.season_rate == 1.0 else old + self.season_rate * (v - old)
+        new[rows, slot] = np.where(count >= self.period, learned, v)
         new[:, 0] = count + 1
         new[:, 1] = level
-        # After this reading the ring's oldest slot holds the reading one period before next.
-        oldest = new[rows, 2 + (count + 1) % self.period].astype(np.float64)
-        season = np.where(count + 1 >= self.period, oldest, level)
+        # The profile at the next reading's phase.
+        upcoming = new[rows, 2 + (count + 1) % self.period].astype(np.float64)
+        season = np.where(count + 1 >= self.period, upcoming, level)
         return np.stack([level, season], axis=1), new
 
     def scaled_residual(self, actual: F64, predicted: F64) -> F64:
@@ -190,10 +203,11 @@ def make_predictor(
     model_path: Path | None = None,
     rate: float = 0.01,
     period: int = 1,
+    season_rate: float = 1.0,
 ) -> StepModel:
     """Build a predictor by name; ``lstm`` loads the artifact at ``model_path``."""
     if name == "seasonal":
-        return LevelAndSeason(period, rate)
+        return LevelAndSeason(period, rate, season_rate)
     if name == "last-value":
         return LastValue(channels)
     if name == "ewma":

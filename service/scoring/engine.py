@@ -15,7 +15,13 @@ import numpy.typing as npt
 from service.config import ScoringSettings
 from service.domain import Status
 from service.scoring.params import ScoringParams
-from service.scoring.scorers import AnomalyLikelihood, GaussianTail, NonparametricThreshold, Scorer
+from service.scoring.scorers import (
+    AnomalyLikelihood,
+    GaussianTail,
+    LikelihoodWithSpikes,
+    NonparametricThreshold,
+    Scorer,
+)
 from service.scoring.stats import FloatArray
 from service.scoring.status import StatusMachine
 
@@ -48,6 +54,14 @@ def build_scorer(params: ScoringParams) -> Scorer:
         return NonparametricThreshold(
             window=params.telemanom_window, smoothing=params.smoothing, level=params.alarm_score
         )
+    if params.scorer == "likelihood-spikes":
+        return LikelihoodWithSpikes(
+            short=params.smoothing,
+            long=params.error_decay,
+            learning=params.warmup_readings,
+            spike_floor=params.spike_floor,
+            spike_decay=params.spike_decay,
+        )
     return AnomalyLikelihood(
         short=params.smoothing, long=params.error_decay, learning=params.warmup_readings
     )
@@ -77,6 +91,8 @@ class EngineScoring:
             clear=p.clear_score,
             hold=p.hold_readings,
             clear_hold=p.clear_readings or p.hold_readings,
+            incident=p.incident_readings,
+            incident_score=p.incident_score,
         )
         #: scored streams per engine: one (RMS over channels) or one per channel ("max")
         self._k = n_channels if p.channel_reduce == "max" else 1

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
-ScorerName = Literal["likelihood", "gaussian", "telemanom"]
-SCORERS: tuple[ScorerName, ...] = ("likelihood", "gaussian", "telemanom")
+ScorerName = Literal["likelihood", "gaussian", "telemanom", "likelihood-spikes"]
+SCORERS: tuple[ScorerName, ...] = ("likelihood", "gaussian", "telemanom", "likelihood-spikes")
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,18 @@ class ScoringParams:
     hold_readings: int = 3
     #: consecutive readings below clear_score to return to normal (0 = hold_readings)
     clear_readings: int = 0
+    #: a reading that raises the status with a score >= incident_score opens an incident:
+    #: the engine is held in alarm for incident_readings readings (0: no incidents), so a
+    #: long or bursty disturbance is one event
+    incident_readings: int = 0
+    incident_score: float = 1.0
     #: "rms": score the RMS of the channels' residuals; "max": score every channel on its
     #: own (scorer state per channel) and take the most anomalous
     channel_reduce: Literal["rms", "max"] = "rms"
+    #: likelihood-spikes: decades of tail probability of one raw error that score 1.0
+    spike_floor: float = 60.0
+    #: likelihood-spikes: EWMA rate of the raw-error distribution
+    spike_decay: float = 0.003
     #: ring length of the telemanom scorer (floats per engine)
     telemanom_window: int = 100
     #: False: while a reading scores at or above warning_score, the scorer's long-run
@@ -54,10 +63,14 @@ class ScoringParams:
             raise ValueError("need 0 < clear_score < warning_score <= alarm_score < 1")
         if not (0 < self.error_decay < 1 and 0 < self.smoothing <= 1):
             raise ValueError("need 0 < error_decay < 1 and 0 < smoothing <= 1")
-        if self.clear_readings < 0:
-            raise ValueError("need clear_readings >= 0")
+        if self.clear_readings < 0 or self.incident_readings < 0:
+            raise ValueError("need clear_readings >= 0 and incident_readings >= 0")
+        if not self.alarm_score <= self.incident_score <= 1:
+            raise ValueError("need alarm_score <= incident_score <= 1")
         if self.hold_readings < 1 or self.warmup_readings < 0 or self.telemanom_window < 2:
             raise ValueError("need hold_readings >= 1, warmup_readings >= 0, telemanom_window >= 2")
+        if not (self.spike_floor > 0 and 0 < self.spike_decay < 1):
+            raise ValueError("need spike_floor > 0 and 0 < spike_decay < 1")
         if self.channel_reduce not in ("rms", "max"):
             raise ValueError("channel_reduce must be rms or max")
         if self.scorer not in SCORERS:

@@ -158,6 +158,57 @@ class AnomalyLikelihood:
         return self._avg(x, state), threshold
 
 
+class LikelihoodWithSpikes(AnomalyLikelihood):
+    """The anomaly likelihood, plus a check of every single error against the raw errors.
+
+    Heavy smoothing makes the likelihood see sustained departures but blunts one-reading
+    spikes. This scorer also fits an EWMA Gaussian (rate ``spike_decay``, a shorter memory)
+    to the raw, unsmoothed errors and takes the larger of the two scores. The spike part is
+    log-scaled with a much deeper floor (``10**-spike_floor`` scores 1.0 instead of
+    ``1e-10``), so only an error far outside anything recent counts: with the default 60, a
+    1-in-1,000 raw error scores 0.05 and a 12-sigma one about 0.5. State row:
+    ``[count, short_avg, long_mean, long_var, raw_mean, raw_var]``. ``explain_many``
+    describes the likelihood part (the smoothed error and its threshold).
+    """
+
+    state_size = 6
+    baseline_columns: tuple[int, ...] = (2, 3, 4, 5)
+
+    def __init__(
+        self,
+        short: float = 0.3,
+        long: float = 0.005,
+        learning: int = 30,
+        spike_floor: float = 60.0,
+        spike_decay: float = 0.003,
+        spike_rel_std: float = 0.01,
+    ) -> None:
+        super().__init__(short, long, learning)
+        if spike_floor <= 0:
+            raise ValueError("need spike_floor > 0")
+        self.spike_log_floor = spike_floor * float(np.log(0.1))
+        self.spike_decay = spike_decay
+        self.spike_rel_std = spike_rel_std
+
+    def score_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
+        smoothed = super().score_many(x, state)
+        std = _std(state[:, 4], state[:, 5], self.min_std, self.spike_rel_std)
+        log_tail = log_normal_tail((x - state[:, 4]) / std)
+        spike = np.where(
+            state[:, 0] >= max(self.learning, 2),
+            np.clip(log_tail / self.spike_log_floor, 0.0, 1.0),
+            0.0,
+        )
+        out: FloatArray = np.maximum(smoothed, spike)
+        return out
+
+    def learn_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
+        head = super().learn_many(x, state)
+        rate = ewma_rate(self.spike_decay, state[:, 0])
+        mean, var = ewma_update(x, state[:, 4], state[:, 5], rate)
+        return np.concatenate([head, mean[:, None], var[:, None]], axis=1)
+
+
 class NonparametricThreshold:
     """telemanom's nonparametric dynamic threshold (Hundman et al. 2018), per engine.
 

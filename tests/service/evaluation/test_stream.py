@@ -69,3 +69,26 @@ def test_level_and_season_predicts_one_period_back() -> None:
     # From one period on, the seasonal view predicts the next reading exactly.
     assert np.array_equal(p[period - 1 : -1, 1], x[period:])
     assert state.shape == (1, model.state_size)
+
+
+def test_level_and_season_profile_averages_past_periods() -> None:
+    from service.evaluation.predictors import LevelAndSeason
+
+    period = 4
+    rng = np.random.default_rng(8)
+    pattern = np.array([0.0, 10.0, 0.0, -10.0])
+    x = np.tile(pattern, 200) + rng.normal(scale=1.0, size=800)
+    x[400:404] += 50.0  # one odd period
+    model = LevelAndSeason(period, rate=0.1, season_rate=0.2)
+    state = model.zero_state(1)
+    preds = []
+    for v in x:
+        pred, state = model.step(np.array([[v, v]]), state)
+        preds.append(pred[0, 1])
+    p = np.array(preds)
+    # The seasonal view predicts the pattern, not last period's noise ...
+    assert np.abs(p[700:-1] - x[701:] + 0).std() < 1.2 * 1.1
+    assert np.abs(p[600:700] - np.roll(pattern, -1)[np.arange(600, 700) % period]).max() < 2.0
+    # ... and one odd period moves it by season_rate of the excess, not all of it.
+    assert 5.0 < p[403] - np.roll(pattern, -1)[403 % period] < 15.0
+    assert state.shape == (1, model.state_size)

@@ -14,6 +14,7 @@ import pytest
 from service.scoring.scorers import (
     AnomalyLikelihood,
     GaussianTail,
+    LikelihoodWithSpikes,
     NonparametricThreshold,
     Scorer,
     Thresholded,
@@ -23,6 +24,7 @@ FACTORIES: dict[str, Callable[[], Scorer]] = {
     "gaussian": lambda: GaussianTail(decay=0.02),
     "likelihood": lambda: AnomalyLikelihood(short=0.3, long=0.01, learning=20),
     "telemanom": lambda: NonparametricThreshold(window=50),
+    "likelihood-spikes": lambda: LikelihoodWithSpikes(short=0.05, long=0.01, learning=20),
 }
 
 

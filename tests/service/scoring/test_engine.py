@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -9,6 +12,7 @@ from service.config import ScoringSettings
 from service.domain import Status
 from service.scoring import STATUS_ORDER, EngineScoring, ScoreBatch
 from service.scoring.params import SCORERS, ScoringParams
+from service.scoring.status import StatusMachine
 
 
 def _run(scoring: EngineScoring, residuals: np.ndarray) -> tuple[list[ScoreBatch], np.ndarray]:
@@ -122,3 +126,77 @@ def test_non_finite_residual_scores_high_and_is_not_learned() -> None:
     # Only the counters and status moved for the engine with the bad residual.
     lo, hi = 1, 1 + scoring.scorer.state_size
     assert np.array_equal(new[0, lo:hi], state[0, lo:hi])
+
+
+def _bursts() -> np.ndarray:
+    """(T, 1, 1) residuals: quiet noise, then three bursts 40 readings apart."""
+    rng = np.random.default_rng(6)
+    res = rng.normal(scale=0.1, size=(600, 1, 1))
+    for start in (400, 440, 480):
+        res[start : start + 5, 0, 0] += 20.0
+    return res
+
+
+#: levels that plain noise never reaches, raised and cleared reading by reading
+_LOUD: dict[str, Any] = {
+    "smoothing": 1.0,
+    "warning_score": 0.5,
+    "alarm_score": 0.6,
+    "hold_readings": 1,
+    "clear_readings": 3,
+}
+
+
+def test_incident_holds_one_alarm_through_a_bursty_disturbance() -> None:
+    base = ScoringParams(**_LOUD)
+    alarm = STATUS_ORDER.index(Status.ALARM)
+    plain, _ = _run(EngineScoring(base, n_channels=1), _bursts())
+    held_scoring = EngineScoring(
+        replace(base, incident_readings=150, incident_score=0.7), n_channels=1
+    )
+    held, _ = _run(held_scoring, _bursts())
+    assert held_scoring.state_size == EngineScoring(base, n_channels=1).state_size + 1
+
+    def alarm_onsets(batches: list[ScoreBatch]) -> list[int]:
+        return [t for t, b in enumerate(batches) if b.changed[0] and b.status[0] == alarm]
+
+    assert alarm_onsets(plain) == [400, 440, 480]
+    assert alarm_onsets(held) == [400]
+    status = np.array([b.status[0] for b in held])
+    assert np.all(status[400:550] == alarm)
+    assert status[-1] == STATUS_ORDER.index(Status.NORMAL)
+
+
+def test_incident_opens_only_at_the_incident_score_and_lasts_its_readings() -> None:
+    machine = StatusMachine(
+        warmup=0, warning=0.5, alarm=0.6, clear=0.1, hold=1, incident=5, incident_score=0.9
+    )
+    scores = [0.7, 0.0, 0.0, 0.95, 0.0, 0.7, 0.0, 0.0, 0.0, 0.0, 0.0, 0.7]
+    state = machine.init_state(1)
+    got = []
+    for x in scores:
+        status, state = machine.update(np.array([x]), state)
+        got.append(int(status[0]))
+    n, a = STATUS_ORDER.index(Status.NORMAL), STATUS_ORDER.index(Status.ALARM)
+    # 0.7 raises an ordinary alarm that clears; 0.95 opens a 5-reading incident, which
+    # swallows the 0.7 inside it; after it the next 0.7 is a new alarm.
+    assert got == [a, n, n, a, a, a, a, a, n, n, n, a]
+    assert state.shape == (1, machine.state_size) and machine.state_size == 6
+
+
+def test_spike_scorer_sees_a_single_spike_that_heavy_smoothing_blunts() -> None:
+    # A slowly wandering error (AR(1)) with one 3.0 spike on top, late in the series.
+    rng = np.random.default_rng(7)
+    noise = rng.normal(scale=0.1, size=800)
+    res = np.zeros((800, 1, 1))
+    for t in range(1, 800):
+        res[t, 0, 0] = 0.95 * res[t - 1, 0, 0] + noise[t]
+    res[700, 0, 0] += 3.0
+    smooth = ScoringParams(smoothing=0.05, error_decay=0.001, hold_readings=1)
+    plain, _ = _run(EngineScoring(smooth, n_channels=1), res)
+    spikes, _ = _run(EngineScoring(replace(smooth, scorer="likelihood-spikes"), n_channels=1), res)
+    assert plain[700].score[0] < 0.1
+    assert spikes[700].score[0] > 0.5
+    # Before the spike both agree: the spike part adds nothing on ordinary readings.
+    before = [max(b.score[0] for b in batches[100:700]) for batches in (plain, spikes)]
+    assert before[0] == before[1] < 0.3
