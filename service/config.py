@@ -67,6 +67,10 @@ class StateSettings(_Section):
     max_gap_ms: int = Field(
         86_400_000, ge=0, description="A longer silence restarts the engine's state (0: never)."
     )
+    trim_interval_s: float = Field(
+        10.0, ge=0, description="Seconds between returns of freed heap memory to the OS "
+        "(glibc malloc_trim; 0: never).",
+    )
 
 
 class ScoringSettings(_Section):

@@ -18,6 +18,7 @@ from service.domain import AnomalyEvent
 from service.errors import ArtifactError
 from service.fleet_view import FleetView
 from service.ingest import MessageDecoder
+from service.memory import MemoryTrimmer
 from service.metrics import Metrics
 from service.model import StreamingModel, load_streaming_model
 from service.pipeline import Pipeline
@@ -85,6 +86,7 @@ class Runtime:
             on_events=self.events.extend,
             ownership=self.fleet_view if settings.api.fleet_view else None,
         )
+        self.trimmer = MemoryTrimmer(settings.state.trim_interval_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._set_model_info()
@@ -114,11 +116,13 @@ class Runtime:
             self._thread.start()
             if self.settings.api.fleet_view:
                 self.fleet_view.start()
+            self.trimmer.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the current batch, commit, leave the group; wait up to ``timeout`` s."""
         self._stop.set()
         self.fleet_view.stop()
+        self.trimmer.stop()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
