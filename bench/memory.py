@@ -56,14 +56,14 @@ def _setup(window: int, artifact: Path) -> tuple[Any, Any, int]:
 
 
 def _processor(model: Any, scoring: Any, window: int) -> Any:
-    from service.model.kernel import single_threaded_blas
+    from service.model.tuning import tune_process
     from service.processor import BatchProcessor
     from service.scoring import STATUS_ORDER
     from service.state import EngineStore
 
     store = EngineStore(window=window, channels=1, model_state_size=model.state_size,
                         score_state_size=scoring.state_size)
-    single_threaded_blas()  # as the service's pipeline does
+    tune_process()  # as the service's pipeline does
     return BatchProcessor(model, scoring, store, STATUS_ORDER)
 
 

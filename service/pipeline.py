@@ -35,7 +35,7 @@ from service.domain import Reading, SourcePosition
 from service.errors import BrokerUnavailableError, InvalidMessageError
 from service.ingest import MessageDecoder
 from service.metrics import EngineSample, Metrics
-from service.model.kernel import single_threaded_blas
+from service.model.tuning import tune_process
 from service.outputs import dead_letter_record, event_record
 from service.processor import BatchProcessor, BatchResult
 from service.topics import ensure_topics
@@ -103,7 +103,7 @@ class Pipeline:
     # -- lifecycle -----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         """Process until ``stop`` is set; then commit what is pending and leave the group."""
-        single_threaded_blas()
+        tune_process()
         backoff = 0.5
         while not stop.is_set():
             try:

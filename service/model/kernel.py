@@ -7,11 +7,6 @@ LSTM and GRU (reset_after) cells in float32, so it reproduces the Keras model to
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import logging
-from pathlib import Path
-
 import numpy as np
 
 from service.model.weights import CellWeights, NetworkWeights
@@ -61,49 +56,6 @@ class _Layer:
         hh = np.tanh(mx[:, 2 * u :] + r * mh[:, 2 * u :])
         h_new = zg * h + (1.0 - zg) * hh
         return h_new, h_new
-
-
-log = logging.getLogger(__name__)
-
-#: OpenBLAS entry points that set its thread count, by build (NumPy's wheels, system).
-_SET_THREADS = (
-    "scipy_openblas_set_num_threads64_",
-    "scipy_openblas_set_num_threads",
-    "openblas_set_num_threads64_",
-    "openblas_set_num_threads",
-)
-
-
-@functools.cache
-def single_threaded_blas() -> bool:
-    """Make OpenBLAS run every product in the calling process on one thread.
-
-    The kernel's products are small (rows = engines in a round, 65 x 256 weights) and the
-    service shares its cores with the Kafka client's I/O thread (and, on small boxes, the
-    broker): OpenBLAS's worker threads then spin and wait for a core. Measured on the
-    2-core box: a (100, 65) @ (65, 256) float32 product 285-325 us with OpenBLAS's default
-    2 threads, 36-94 us with one; 10,000 engines with batch messages went from 110k to
-    163k readings/s. Results are the same: each output element is still one thread's dot
-    product. Called by the pipeline, i.e. only in service processes; returns whether an
-    OpenBLAS was found (Linux, NumPy linked against OpenBLAS).
-    """
-    try:
-        with Path("/proc/self/maps").open() as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
-    except OSError:
-        return False
-    for path in sorted(p for p in paths if p.startswith("/")):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in _SET_THREADS:
-            setter = getattr(lib, name, None)
-            if setter is not None:
-                setter(1)
-                log.info("OpenBLAS limited to one thread (%s)", name)
-                return True
-    return False
 
 
 #: Smallest batch the matrix products see; see :meth:`Kernel.step`.
