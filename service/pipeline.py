@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Latency samples per commit: observing every reading would cost more than the work.
 _LATENCY_SAMPLES = 64
+#: Most partition chunks one batch gathers (see Pipeline._poll).
+_MAX_CHUNKS = 12
 
 
 @dataclass
@@ -99,6 +101,8 @@ class Pipeline:
         self._consumer: KafkaConsumer | None = None
         self._next_check = 0.0
         self._producer: KafkaProducer | None = None
+        # Readings per message, averaged over recent polls (batch messages hold many).
+        self._per_message = 1.0
 
     # -- lifecycle -----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -150,7 +154,7 @@ class Pipeline:
         self._consumer.subscribe([s.readings_topic], listener=_Listener(self))
         self._next_check = 0.0
         while not stop.is_set():
-            records = self._consumer.poll(timeout_ms=s.poll_timeout_ms)
+            records = self._poll()
             if self._to_restore:
                 self._restore()
             self.ready.set()
@@ -165,6 +169,50 @@ class Pipeline:
                     self._commit()
             if time.monotonic() >= self._next_check:
                 self._check_broker()
+
+    def _poll(self) -> dict[TopicPartition, list[Any]]:
+        """One batch of records, with a share of every partition that has some buffered.
+
+        kafka-python hands out a partition's whole fetched chunk (up to
+        ``max_partition_fetch_bytes``, tens of thousands of small messages) before the next
+        partition's, so a plain poll holds the engines of one partition only, and the
+        processor needs one round per reading of its busiest engine: with 100 engines on 6
+        partitions, ~290 rounds of 17 engines for a poll of 5,000 readings. Here each
+        partition that returned records is paused, so the next poll (no wait) moves on to
+        the next partition's buffered chunk (the rest of the paused one is parked, in
+        order, for the next batch); all are resumed before processing. Each partition
+        contributes about ``max_poll_records`` readings (messages x readings per message).
+        """
+        consumer, s = self._consumer, self.settings
+        assert consumer is not None
+        chunk = max(1, int(s.max_poll_records / self._per_message))
+        _unpark(consumer)
+        records: dict[TopicPartition, list[Any]] = consumer.poll(
+            timeout_ms=s.poll_timeout_ms, max_records=chunk
+        )
+        if not records:
+            return records
+        paused: list[TopicPartition] = []
+        misses = 0
+        try:
+            # kafka-python restores one parked partition per poll, so a poll may come back
+            # empty while others are still parked: stop after two empty polls in a row.
+            while len(paused) < _MAX_CHUNKS and misses < 2:
+                fresh = [tp for tp in records if tp not in paused]
+                consumer.pause(*fresh)
+                paused += fresh
+                _unpark(consumer)
+                more = consumer.poll(timeout_ms=0, max_records=chunk)
+                misses = 0 if more else misses + 1
+                for tp, recs in more.items():
+                    records.setdefault(tp, []).extend(recs)
+        finally:
+            # Not the partitions a rebalance paused meanwhile for their restore.
+            assigned = consumer.assignment()
+            back = [tp for tp in paused if tp in assigned and tp not in self._to_restore]
+            if back:
+                consumer.resume(*back)
+        return records
 
     def _make_producer(self) -> KafkaProducer:
         s = self.settings
@@ -233,6 +281,8 @@ class Pipeline:
                 parts.extend([tp.partition] * len(rs))
             if batch:
                 p.offsets[tp] = batch[-1].offset + 1
+        if n_messages:
+            self._per_message = 0.5 * self._per_message + 0.5 * max(1.0, len(readings) / n_messages)
         result = self.processor.process(readings, parts)
         self._publish(result)
         m = self.metrics
@@ -441,6 +491,23 @@ class Pipeline:
         self.metrics.engines_tracked.set(len(self.store))
         log.info("restored %d engines of partitions %s in %.3f s",
                  n, [tp.partition for tp in todo], took)
+
+
+def _unpark(consumer: KafkaConsumer) -> None:
+    """Work around kafka-python 3.0's parking of a paused partition's fetched records.
+
+    ``Fetcher.fetched_records`` parks the rest of a partition that is paused mid-chunk and
+    brings it back only when its current chunk is ``None``, but it leaves an exhausted
+    (empty, not ``None``) chunk there when its queue runs dry: the parked records then
+    never come back, and the fetcher never fetches that partition again (it still counts
+    as buffered), so the partition stalls for good. Dropping the exhausted chunk, which
+    holds nothing, lets the next poll restore the parked records. A no-op when the
+    fetcher's internals differ (a version without parking refetches paused data anyway).
+    """
+    fetcher: Any = getattr(consumer, "_fetcher", None)
+    current = getattr(fetcher, "_next_partition_records", None)
+    if current is not None and not current and getattr(fetcher, "_paused_partition_records", None):
+        fetcher._next_partition_records = None
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
