@@ -1,11 +1,16 @@
 """Per-engine state as a struct of arrays, one row per engine.
 
 Memory contract: every engine ever seen by this instance keeps one row until its partition
-is revoked (``drop``). Per engine that is ``window * (channels * 4 + 8)`` bytes of ring
+is revoked (``drop``). Per engine that is ``window * (channels * 4 + 4)`` bytes of ring
 window with its timestamps, ``model_state_size * 4`` bytes of recurrent state,
 ``score_state_size * 8`` bytes of scoring statistics and about 70 bytes of bookkeeping:
-~3.7 KB for a 256-reading window, one channel and an LSTM(64) (the changelog record is the
+~2.7 KB for a 256-reading window, one channel and an LSTM(64) (the changelog record is the
 same bytes). If the engine key space grows without bound, memory grows without bound.
+
+Window timestamps are kept modulo 2**32 ms (``uint32``, half the bytes of ``int64``):
+:meth:`EngineStore.history` rebuilds them from ``last_ts`` backwards, exactly as long as
+consecutive readings of an engine are less than 2**32 ms (49.7 days) apart. Only the API's
+window uses them; the model, the scoring and the gap check use ``last_ts`` (int64).
 
 The store is written by the pipeline thread only; readers (the API) take :attr:`lock`.
 """
@@ -23,6 +28,7 @@ import numpy.typing as npt
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+U32 = npt.NDArray[np.uint32]
 
 _NO_TS = np.iinfo(np.int64).min
 
@@ -53,7 +59,7 @@ class EngineStore:
 
         grow("model_state", (self.model_state_size,), np.float32)
         grow("ring", (self.window, self.channels), np.float32)
-        grow("ring_ts", (self.window,), np.int64)
+        grow("ring_ts", (self.window,), np.uint32)  # ts mod 2**32, see the module doc
         grow("count", (), np.int64)
         grow("last_ts", (), np.int64, _NO_TS)
         grow("last_pred", (self.channels,), np.float64)
@@ -71,7 +77,7 @@ class EngineStore:
 
     model_state: F32
     ring: F32
-    ring_ts: I64
+    ring_ts: U32
     count: I64
     last_ts: I64
     last_pred: F64
@@ -182,16 +188,27 @@ class EngineStore:
         """Append one reading to each row's ring window and advance its counters."""
         pos = self.count[slots] % self.window
         self.ring[slots, pos] = values
-        self.ring_ts[slots, pos] = ts
+        self.ring_ts[slots, pos] = ts.astype(np.uint32)  # modulo 2**32
         self.count[slots] += 1
         self.last_ts[slots] = ts
 
     def history(self, slot: int) -> tuple[I64, F32]:
-        """The window of ``slot`` oldest first: (timestamps, values (n, channels))."""
+        """The window of ``slot`` oldest first: (timestamps, values (n, channels)).
+
+        The newest timestamp is ``last_ts``; each older one is its successor minus the
+        stored difference modulo 2**32 ms (uint32 arithmetic wraps), so they are exact
+        while consecutive readings are less than 49.7 days apart.
+        """
         n = int(min(self.count[slot], self.window))
         end = int(self.count[slot] % self.window)
         order = (np.arange(end - n, end) % self.window).astype(np.intp)
-        return self.ring_ts[slot, order].copy(), self.ring[slot, order].copy()
+        stored = self.ring_ts[slot, order]
+        ts = np.empty(n, dtype=np.int64)
+        if n:
+            steps = (stored[1:] - stored[:-1]).astype(np.int64)  # uint32: mod 2**32
+            ts[-1] = self.last_ts[slot]
+            ts[:-1] = ts[-1] - np.cumsum(steps[::-1])[::-1]
+        return ts, self.ring[slot, order].copy()
 
     # -- changelog records ----------------------------------------------------------------
     _ROW_FIELDS = (
@@ -202,12 +219,7 @@ class EngineStore:
 
     def encode_row(self, slot: int) -> bytes:
         """The full state of one row as bytes (a changelog value); restored bit for bit."""
-        head = _HEADER.pack(
-            _MAGIC, self.window, self.channels, self.model_state_size, self.score_state_size
-        )
-        return head + b"".join(
-            np.ascontiguousarray(getattr(self, f)[slot]).tobytes() for f in self._ROW_FIELDS
-        )
+        return self.encode_rows(np.array([slot], dtype=np.intp))[0]
 
     def encode_rows(self, slots: npt.NDArray[np.intp]) -> list[bytes]:
         """:meth:`encode_row` for many rows at once (one gather per field, not per row)."""
@@ -229,28 +241,41 @@ class EngineStore:
         return [row.tobytes() for row in table]
 
     def decode_row(self, data: bytes) -> dict[str, npt.NDArray[Any]]:
-        """The fields of an :meth:`encode_row` record (for tests and tools)."""
-        self._check_header(data)
+        """The fields of an :meth:`encode_row` record, in this store's dtypes.
+
+        Reads the current layout and the older ones in :data:`_LEGACY` (converted: a
+        ``VWS1`` record's int64 window timestamps become ts mod 2**32). Raises
+        ``ValueError`` for another format, other dimensions, or a truncated record.
+        """
+        legacy = _LEGACY.get(self._check_header(data), {})
         out: dict[str, npt.NDArray[Any]] = {}
         off = _HEADER.size
         for f in self._ROW_FIELDS:
             arr = getattr(self, f)
+            dtype = legacy.get(f, arr.dtype)
             n = int(np.prod(arr.shape[1:], dtype=np.int64)) if arr.ndim > 1 else 1
-            out[f] = np.frombuffer(data, dtype=arr.dtype, count=n, offset=off).reshape(
-                arr.shape[1:]
-            ).copy()
-            off += n * arr.itemsize
+            if off + n * dtype.itemsize > len(data):
+                raise ValueError("state record is truncated")
+            raw = np.frombuffer(data, dtype=dtype, count=n, offset=off)
+            out[f] = raw.reshape(arr.shape[1:]).astype(arr.dtype)  # a copy
+            off += n * dtype.itemsize
         if off != len(data):
             raise ValueError("state record has trailing bytes")
         return out
 
-    def _check_header(self, data: bytes) -> None:
+    def _check_header(self, data: bytes) -> bytes:
+        """The record's format magic, once it is one this store reads with its dims."""
         if len(data) < _HEADER.size:
             raise ValueError("state record too short")
         magic, *dims = _HEADER.unpack_from(data)
+        if magic != _MAGIC and magic not in _LEGACY:
+            known = ", ".join(m.decode() for m in (_MAGIC, *_LEGACY))
+            raise ValueError(f"state record format {magic!r} is not one this version reads "
+                             f"({known})")
         expected = [self.window, self.channels, self.model_state_size, self.score_state_size]
-        if magic != _MAGIC or dims != expected:
+        if dims != expected:
             raise ValueError(f"state record dims {dims} differ from {expected}")
+        return bytes(magic)
 
     def restore_row(self, engine_id: str, data: bytes, init_score: F64) -> None:
         """Overwrite (or create) ``engine_id``'s row from :meth:`encode_row` bytes.
@@ -268,4 +293,7 @@ class EngineStore:
 
 
 _HEADER = struct.Struct("<4sHHHH")
-_MAGIC = b"VWS1"
+#: Record format: VWS2 keeps window timestamps as uint32 (ts mod 2**32).
+_MAGIC = b"VWS2"
+#: Older formats still read: magic -> dtypes of the fields that were stored differently.
+_LEGACY: dict[bytes, dict[str, np.dtype[Any]]] = {b"VWS1": {"ring_ts": np.dtype(np.int64)}}

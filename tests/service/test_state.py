@@ -78,3 +78,48 @@ def test_encode_rows_equals_encode_row() -> None:
     pick = slots[::3]
     assert store.encode_rows(pick) == [store.encode_row(int(s)) for s in pick]
     assert store.encode_rows(pick[:0]) == []
+
+
+def test_window_timestamps_are_exact_across_the_uint32_wrap() -> None:
+    store = _store(window=4)
+    slots, _ = store.slots_for(["a"], [0], np.zeros(2))
+    start = (1 << 32) * 400 - 2_500  # 2 ms-counts below a multiple of 2**32 ...
+    stamps = [start, start + 1_000, start + 2_000, start + 3_000, start + 40 * 86_400_000]
+    for t in stamps:  # ... crossing it, then a silence of 40 days
+        store.push(slots, np.zeros((1, 2)), np.array([t]))
+    ts, _ = store.history(int(slots[0]))
+    assert ts.dtype == np.int64 and ts.tolist() == stamps[1:]
+    assert store.ring_ts.dtype == np.uint32
+
+
+def _v1_record(store: EngineStore, slot: int) -> bytes:
+    """The VWS1 layout of ``slot`` (int64 window timestamps), as the previous version wrote."""
+    v2 = store.encode_row(slot)
+    head = 12  # _HEADER.size
+    off = head + store.model_state[slot].nbytes + store.ring[slot].nbytes
+    ts = store.history(slot)[0]
+    wide = np.zeros(store.window, dtype=np.int64)
+    n = len(ts)
+    end = int(store.count[slot] % store.window)
+    wide[(np.arange(end - n, end) % store.window)] = ts
+    return b"VWS1" + v2[4:off] + wide.tobytes() + v2[off + store.ring_ts[slot].nbytes :]
+
+
+def test_restore_reads_the_previous_record_format() -> None:
+    a = _store(window=4)
+    slots, _ = a.slots_for(["x"], [1], np.zeros(2))
+    for t in range(6):
+        a.push(slots, np.full((1, 2), float(t)), np.array([1_795_608_000_000 + t * 1000]))
+    b = _store(window=4)
+    b.restore_row("x", _v1_record(a, int(slots[0])), np.zeros(2))
+    assert b.encode_row(b.index["x"]) == a.encode_row(int(slots[0]))
+
+
+def test_restore_rejects_an_unknown_record_format() -> None:
+    a = _store()
+    slots, _ = a.slots_for(["x"], [0], np.zeros(2))
+    record = b"VWS9" + a.encode_row(int(slots[0]))[4:]
+    with pytest.raises(ValueError, match="format b'VWS9' is not one this version reads"):
+        _store().restore_row("x", record, np.zeros(2))
+    with pytest.raises(ValueError, match="truncated"):
+        _store().restore_row("x", a.encode_row(int(slots[0]))[:40], np.zeros(2))
