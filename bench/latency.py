@@ -1,25 +1,33 @@
 """Latency: readings produced at a fixed rate, reading timestamp to result visible.
 
 Three processes, so that producing, serving and watching do not share one interpreter:
-- producer (2 processes): ``rate`` readings/s over ``rate`` engines (one reading per engine
-  per second), each stamped with the wall clock when it is handed to the producer;
+- producer: ``rate`` readings/s over ``engines`` engines, each stamped with the wall clock
+  when it is handed to the producer: ``bench/RateProducer.java`` (the Java client, run from
+  source with the broker's jars; about a tenth of the CPU of kafka-python at 10,000/s), or,
+  without Java, two kafka-python processes;
 - service: an in-process Runtime as in the throughput runs, plus an "API" probe thread that
   reads 50 engines' latest reading timestamps from the store every 2 ms, which is what
   ``GET /engines/{id}`` returns (HTTP itself left out);
-- this process: a plain consumer of the readings topic (the Kafka transport floor, no
-  work) and a ``read_committed`` consumer of the changelog topic. Changelog records,
-  anomaly events and offsets are committed in one transaction, so the moment a changelog
-  record is visible is the moment an anomaly event of the same commit is visible on the
-  anomalies topic.
+- this process, one thread each: a plain consumer of the readings topic (the Kafka
+  transport floor, no work) and a ``read_committed`` consumer of the changelog topic.
+  Changelog records, anomaly events and offsets are committed in one transaction, so the
+  moment a changelog record is visible is the moment an anomaly event of the same commit is
+  visible on the anomalies topic. Both watch partition 0 only (a sixth of the engines): at
+  10,000 readings/s, decoding every changelog record (~37 MB/s) would take the watcher more
+  CPU than the service has on two cores, and the sample is still thousands of readings.
 
-Latency = time seen - reading timestamp, for readings after a warm-up. With one reading
-per engine per second, each changelog record carries exactly one new reading.
+Latency = time seen - reading timestamp, for readings after a warm-up. ``engines`` defaults
+to ``rate`` (one reading per engine per second: each changelog record carries exactly one
+new reading); fewer engines means more readings per engine per second.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import shutil
+import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -31,6 +39,22 @@ from bench.data import create_topic
 
 PROBES = 50
 WARMUP_S = 3.0
+ROOT = Path(__file__).resolve().parent.parent
+JAVA_PRODUCER = ROOT / "bench" / "RateProducer.java"
+KAFKA_LIB = ROOT / "deploy" / "kafka" / "lib"
+
+
+def java_producer(bootstrap: str, topic: str, rate: float, engines: int, seconds: float,
+                  t_start: float) -> subprocess.Popen[bytes] | None:
+    """Start ``RateProducer.java`` (None when Java or the Kafka jars are missing)."""
+    java = shutil.which("java")
+    if java is None or not any(KAFKA_LIB.glob("kafka-clients-*.jar")):
+        return None
+    return subprocess.Popen(
+        [java, "-XX:TieredStopAtLevel=1", "-cp", f"{KAFKA_LIB}/*", str(JAVA_PRODUCER),
+         bootstrap, topic, str(rate), str(engines), str(seconds), str(int(t_start * 1000))],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
 
 
 def _produce(bootstrap: str, topic: str, rate: float, engines: range, seconds: float,
@@ -100,8 +124,21 @@ def _quantiles(xs: list[float]) -> dict[str, float]:
             "max_ms": round(float(a.max()), 1)}
 
 
-def run_latency(bootstrap: str, artifact: Path, rate: int, seconds: float) -> dict[str, Any]:
-    """Produce ``rate`` readings/s for ``seconds`` s; quantiles of both visibility paths."""
+def _watch(consumer: Any, stamp: Any, t_measure: float, end: float, out: list[float]) -> None:
+    """Poll ``consumer`` until ``end``; record seen - ``stamp(record)`` for recent readings."""
+    while time.time() < end:
+        for recs in consumer.poll(timeout_ms=50).values():
+            now = time.time()
+            for rec in recs:
+                ts = stamp(rec.value)
+                if ts / 1000 >= t_measure:
+                    out.append(now - ts / 1000)
+
+
+def run_latency(bootstrap: str, artifact: Path, rate: int, seconds: float,
+                engines: int | None = None) -> dict[str, Any]:
+    """Produce ``rate`` readings/s over ``engines`` (default ``rate``) engines for ``seconds``
+    s; quantiles of every visibility path."""
     from kafka import KafkaConsumer, TopicPartition
 
     from service.config import load_settings
@@ -112,7 +149,7 @@ def run_latency(bootstrap: str, artifact: Path, rate: int, seconds: float) -> di
     prefix = f"bench-lat-{uuid.uuid4().hex[:8]}"
     topic = f"{prefix}.readings"
     create_topic(bootstrap, topic)
-    engines = rate
+    engines = engines or rate
     kw = {"bootstrap": bootstrap, "readings_topic": topic, "artifact": artifact,
           "exactly_once": True, "prefix": prefix}
     ctx = mp.get_context("spawn")
@@ -130,21 +167,20 @@ def run_latency(bootstrap: str, artifact: Path, rate: int, seconds: float) -> di
                           score_state_size=scoring.state_size)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
                              fetch_max_wait_ms=10, enable_auto_commit=False)
-    changelog = f"{prefix}.changelog"
-    parts = consumer.partitions_for_topic(changelog) or set()
-    tps = [TopicPartition(changelog, p) for p in sorted(parts)]
-    consumer.assign(tps)
-    consumer.seek_to_end(*tps)
+    tp = TopicPartition(f"{prefix}.changelog", 0)
+    consumer.assign([tp])
+    consumer.seek_to_end(tp)
     # The transport floor: the same client settings as the service's consumer, no work.
     floor = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
                           enable_auto_commit=False, max_poll_records=5000)
-    rtps = [TopicPartition(topic, p) for p in sorted(floor.partitions_for_topic(topic) or ())]
-    floor.assign(rtps)
-    floor.seek_to_end(*rtps)
-    t_start = time.time() + 0.5
+    rtp = TopicPartition(topic, 0)
+    floor.assign([rtp])
+    floor.seek_to_end(rtp)
+    t_start = time.time() + 3.0  # the JVM compiles the producer meanwhile
     t_measure = t_start + WARMUP_S
     t_measure_box.value = t_measure
-    producers = [
+    java = java_producer(bootstrap, topic, rate, engines, seconds + WARMUP_S, t_start)
+    producers = [] if java is not None else [
         ctx.Process(target=_produce, args=(bootstrap, topic, rate / 2,
                                            range(k, engines, 2), seconds + WARMUP_S, t_start))
         for k in range(2)
@@ -154,25 +190,29 @@ def run_latency(bootstrap: str, artifact: Path, rate: int, seconds: float) -> di
     lat: list[float] = []
     kafka: list[float] = []
     end = t_start + seconds + WARMUP_S + 3.0
-    while time.time() < end:
-        for recs in consumer.poll(timeout_ms=20).values():
-            now = time.time()
-            for rec in recs:
-                ts = int(decoder.decode_row(rec.value)["last_ts"])
-                if ts / 1000 >= t_measure:
-                    lat.append(now - ts / 1000)
-        for recs in floor.poll(timeout_ms=20).values():
-            now = time.time()
-            for rec in recs:
-                ts = json.loads(rec.value)["ts"]
-                if ts / 1000 >= t_measure:
-                    kafka.append(now - ts / 1000)
+    watchers = [
+        threading.Thread(target=_watch, args=(
+            consumer, lambda v: int(decoder.decode_row(v)["last_ts"]), t_measure, end, lat)),
+        threading.Thread(target=_watch, args=(
+            floor, lambda v: int(json.loads(v)["ts"]), t_measure, end, kafka)),
+    ]
+    for w in watchers:
+        w.start()
+    for w in watchers:
+        w.join()
     for p in producers:
         p.join(30)
+    sent = None
+    if java is not None:
+        out, _ = java.communicate(timeout=60)
+        sent = int(out.strip() or 0)
     stop.set()
     api: list[float] = queue.get(timeout=60)
     serve.join(60)
     consumer.close()
     floor.close()
-    return {"rate": rate, "engines": engines, "seconds": seconds, "kafka": _quantiles(kafka),
+    return {"rate": rate, "engines": engines, "seconds": seconds,
+            "generator": "java" if java is not None else "kafka-python", "sent": sent,
+            "sampled": "partition 0 of 6 (kafka, committed); 50 engines (api)",
+            "kafka": _quantiles(kafka),
             "committed": _quantiles(lat), "api": _quantiles(api)}
