@@ -97,6 +97,8 @@ class Pipeline:
         # Held while processing; rebalance callbacks and model swaps wait for it.
         self.processing_lock = threading.RLock()
         self._to_restore: set[TopicPartition] = set()
+        # Pausing for a restore (rebalance callback) and _poll's resume exclude each other.
+        self._pause_lock = threading.Lock()
         self._pending = _Pending()
         self._consumer: KafkaConsumer | None = None
         self._next_check = 0.0
@@ -197,21 +199,23 @@ class Pipeline:
         try:
             # kafka-python restores one parked partition per poll, so a poll may come back
             # empty while others are still parked: stop after two empty polls in a row.
-            while len(paused) < _MAX_CHUNKS and misses < 2:
+            for _ in range(2 * _MAX_CHUNKS):
                 fresh = [tp for tp in records if tp not in paused]
                 consumer.pause(*fresh)
                 paused += fresh
                 _unpark(consumer)
+                if len(paused) >= _MAX_CHUNKS or misses == 2:
+                    break
                 more = consumer.poll(timeout_ms=0, max_records=chunk)
                 misses = 0 if more else misses + 1
                 for tp, recs in more.items():
                     records.setdefault(tp, []).extend(recs)
         finally:
-            # Not the partitions a rebalance paused meanwhile for their restore.
-            assigned = consumer.assignment()
-            back = [tp for tp in paused if tp in assigned and tp not in self._to_restore]
-            if back:
-                consumer.resume(*back)
+            with self._pause_lock:  # not the partitions a rebalance paused for their restore
+                assigned = consumer.assignment()
+                back = [tp for tp in paused if tp in assigned and tp not in self._to_restore]
+                if back:
+                    consumer.resume(*back)
         return records
 
     def _make_producer(self) -> KafkaProducer:
@@ -465,8 +469,9 @@ class Pipeline:
         """Pause the new partitions; the loop restores their state, then resumes them."""
         fresh = set(partitions)
         if fresh and self._consumer is not None:
-            self._consumer.pause(*fresh)
-            self._to_restore |= fresh
+            with self._pause_lock:
+                self._consumer.pause(*fresh)
+                self._to_restore |= fresh
         elif not fresh and self.ownership is not None:
             self.ownership.acquired(set())
         log.info("assigned %s", sorted(p.partition for p in partitions))
@@ -482,8 +487,9 @@ class Pipeline:
                 self.settings, [tp.partition for tp in todo], self.store,
                 self.processor.scorer.init_state(1)[0],
             )
-            self._to_restore.clear()
-            self._consumer.resume(*todo)
+            with self._pause_lock:  # partitions assigned meanwhile stay paused, to restore
+                self._to_restore -= set(todo)
+                self._consumer.resume(*todo)
             if self.ownership is not None:
                 self.ownership.acquired({tp.partition for tp in todo})
         took = time.perf_counter() - started
