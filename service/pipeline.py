@@ -31,9 +31,10 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from service.config import KafkaSettings
-from service.domain import Reading, SourcePosition
+from service.domain import SourcePosition
 from service.errors import BrokerUnavailableError, InvalidMessageError
 from service.ingest import MessageDecoder
+from service.ingest.columns import ReadingColumns
 from service.metrics import EngineSample, Metrics
 from service.model.tuning import tune_process
 from service.outputs import dead_letter_record, event_record
@@ -96,9 +97,9 @@ class Pipeline:
         self.ready = threading.Event()
         # Held while processing; rebalance callbacks and model swaps wait for it.
         self.processing_lock = threading.RLock()
-        self._to_restore: set[TopicPartition] = set()
         # Pausing for a restore (rebalance callback) and _poll's resume exclude each other.
         self._pause_lock = threading.Lock()
+        self._to_restore: set[TopicPartition] = set()
         self._pending = _Pending()
         self._consumer: KafkaConsumer | None = None
         self._next_check = 0.0
@@ -203,9 +204,9 @@ class Pipeline:
                 fresh = [tp for tp in records if tp not in paused]
                 consumer.pause(*fresh)
                 paused += fresh
-                _unpark(consumer)
                 if len(paused) >= _MAX_CHUNKS or misses == 2:
                     break
+                _unpark(consumer)
                 more = consumer.poll(timeout_ms=0, max_records=chunk)
                 misses = 0 if more else misses + 1
                 for tp, recs in more.items():
@@ -270,24 +271,21 @@ class Pipeline:
             if self.settings.exactly_once:
                 self._producer.begin_transaction()
             p.open, p.started = True, time.monotonic()
-        readings: list[Reading] = []
-        parts: list[int] = []
+        cols = ReadingColumns(self.decoder.channels)
         n_messages = 0
         for tp, batch in records.items():
             for rec in batch:
                 n_messages += 1
                 try:
-                    rs = self.decoder.decode(rec.value, rec.key)
+                    self.decoder.decode_into(cols, rec.value, rec.key, tp.partition)
                 except InvalidMessageError as exc:
                     self._dead_letter(tp, rec, exc)
                     continue
-                readings.extend(rs)
-                parts.extend([tp.partition] * len(rs))
             if batch:
                 p.offsets[tp] = batch[-1].offset + 1
         if n_messages:
-            self._per_message = 0.5 * self._per_message + 0.5 * max(1.0, len(readings) / n_messages)
-        result = self.processor.process(readings, parts)
+            self._per_message = 0.5 * self._per_message + 0.5 * max(1.0, len(cols) / n_messages)
+        result = self.processor.process_columns(cols)
         self._publish(result)
         m = self.metrics
         m.messages.inc(n_messages)

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.domain import AnomalyEvent, Reading, Status
+from service.ingest.columns import ReadingColumns
 from service.state import F32, F64, I64, EngineStore
 
 
@@ -109,23 +110,26 @@ class BatchProcessor:
 
     def process(self, readings: Sequence[Reading], partitions: Sequence[int]) -> BatchResult:
         """Apply ``readings`` (``partitions[i]`` is the source partition of reading i)."""
+        return self.process_columns(
+            ReadingColumns.from_readings(self.model.channels, readings, partitions)
+        )
+
+    def process_columns(self, cols: ReadingColumns) -> BatchResult:
+        """Apply the readings of ``cols`` (what the pipeline's decoder built)."""
         result = BatchResult()
-        n = len(readings)
+        n = len(cols)
         if not n:
             return result
-        channels = self.model.channels
+        if cols.channels != self.model.channels:
+            raise ValueError(f"columns {cols.channels} are not the model's {self.model.channels}")
         with self.store.lock:
             # Everything per reading is gathered once, into arrays; the rounds only index.
-            slots, _ = self.store.slots_for(
-                (r.engine_id for r in readings), partitions, self._init_score
+            msg_slots, _ = self.store.slots_for(
+                cols.engine_ids, cols.partitions, self._init_score
             )
-        ts = np.fromiter((r.ts_ms for r in readings), dtype=np.int64, count=n)
-        if len(channels) == 1:
-            (c0,) = channels
-            x = np.fromiter((r.values[c0] for r in readings), dtype=np.float64, count=n)
-            x = x.reshape(n, 1)
-        else:
-            x = np.array([[r.values[c] for c in channels] for r in readings], dtype=np.float64)
+        slots = msg_slots if len(msg_slots) == n else np.repeat(msg_slots, cols.counts)
+        ts = np.array(cols.ts, dtype=np.int64)
+        x = np.ascontiguousarray(np.array(cols.values, dtype=np.float64).T)
         # Round k holds the k-th reading of every engine: ordinal of each reading within its
         # engine, by a stable sort on the row number.
         by_slot = np.argsort(slots, kind="stable")

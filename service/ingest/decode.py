@@ -24,6 +24,7 @@ from typing import Any
 
 from service.domain import Reading
 from service.errors import InvalidMessageError
+from service.ingest.columns import ReadingColumns
 
 #: Every reason a message can be rejected for; a dead-letter header and a metric label.
 REASONS: tuple[str, ...] = (
@@ -96,6 +97,7 @@ class MessageDecoder:
         self.max_bytes = max_bytes
         self.max_batch = max_batch
         self.max_extra_fields = max_extra_fields
+        self._max_values = len(self.channels) + max_extra_fields
         # Engine ids repeat on every message: remember the valid ones (bounded).
         self._valid_ids: set[str] = set()
 
@@ -104,6 +106,19 @@ class MessageDecoder:
 
         Raises :class:`InvalidMessageError` when any part of the message is invalid (a batch is
         accepted or rejected whole, so a dead letter always holds a complete message).
+        """
+        out = ReadingColumns(self.channels)
+        self.decode_into(out, value, key)
+        return out.readings()
+
+    def decode_into(
+        self, out: ReadingColumns, value: bytes | None, key: bytes | None = None,
+        partition: int = 0,
+    ) -> int:
+        """:meth:`decode`, appending the message to ``out`` as columns; returns its readings.
+
+        What the pipeline calls: no :class:`Reading` objects. Nothing is appended when the
+        message is invalid (the same :class:`InvalidMessageError` as :meth:`decode`).
         """
         if not value:
             raise InvalidMessageError("empty", "message has no value")
@@ -131,8 +146,51 @@ class MessageDecoder:
                 raise InvalidMessageError("empty_batch", "readings is empty")
             if len(batch) > self.max_batch:
                 raise InvalidMessageError("batch_too_large", f"{len(batch)} > {self.max_batch}")
-            return [self._reading(engine_id, item, i) for i, item in enumerate(batch)]
-        return [self._reading(engine_id, doc, None)]
+            ts, values = self._columns(batch)
+        else:
+            t, row = self._fast(doc) or self._reading(doc, None)
+            ts, values = [t], [[v] for v in row]
+        out.add(engine_id, partition, ts, values)
+        return len(ts)
+
+    def _columns(self, batch: list[Any]) -> tuple[list[int], list[list[float]]]:
+        """The timestamps and per-channel values of a batch's items (all valid, or raise)."""
+        ts: list[int] = []
+        values: list[list[float]] = [[] for _ in self.channels]
+        # Items with more fields than this may have too many unknown ones: full checks.
+        small = self.max_extra_fields
+        fast = self._fast
+        for i, item in enumerate(batch):
+            got = fast(item) if type(item) is dict and len(item) <= small else None
+            t, row = got or self._reading(item, i)
+            ts.append(t)
+            for column, v in zip(values, row, strict=True):
+                column.append(v)
+        return ts, values
+
+    def _fast(self, item: dict[str, Any]) -> tuple[int, list[float]] | None:
+        """The common shape (integer ms ``ts``, float values) checked cheaply; None if not.
+
+        Accepts only what :meth:`_reading` accepts with the same result; anything else
+        (text timestamps, integer values, a missing or bad field) goes to :meth:`_reading`,
+        which decides, with the reason when it rejects.
+        """
+        ts = item.get("ts")
+        raw = item.get("values")
+        if (
+            type(ts) is not int
+            or not _MIN_TS_MS <= ts < _MAX_TS_MS
+            or type(raw) is not dict
+            or len(raw) > self._max_values
+        ):
+            return None
+        row = []
+        for channel in self.channels:
+            v = raw.get(channel)
+            if type(v) is not float or not math.isfinite(v):
+                return None
+            row.append(v)
+        return ts, row
 
     def _engine_id(self, doc: Mapping[str, Any], key: bytes | None) -> str:
         engine_id = doc.get("engine_id")
@@ -152,7 +210,7 @@ class MessageDecoder:
             )
         return engine_id
 
-    def _reading(self, engine_id: str, item: object, index: int | None) -> Reading:
+    def _reading(self, item: object, index: int | None) -> tuple[int, list[float]]:
         # The hot path builds no strings: error prefixes are made only when raising.
         if not isinstance(item, dict):
             raise InvalidMessageError("bad_reading", f"{_at(index)}reading is not an object")
@@ -169,11 +227,11 @@ class MessageDecoder:
         raw = item["values"]
         if not isinstance(raw, dict):
             raise InvalidMessageError("bad_values", f"{_at(index)}values must be an object")
-        if len(raw) > len(self.channels) + self.max_extra_fields:
+        if len(raw) > self._max_values:
             raise InvalidMessageError(
                 "too_many_fields", f"{_at(index)}{len(raw)} channels in values"
             )
-        values: dict[str, float] = {}
+        values: list[float] = []
         for channel in self.channels:
             if channel not in raw:
                 raise InvalidMessageError(
@@ -185,8 +243,8 @@ class MessageDecoder:
             fv = float(v)
             if not math.isfinite(fv):
                 raise InvalidMessageError("non_finite", f"{_at(index)}{channel} is {v!r}")
-            values[channel] = fv
-        return Reading(engine_id, ts, values)
+            values.append(fv)
+        return ts, values
 
 
 def _at(index: int | None) -> str:

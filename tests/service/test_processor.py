@@ -6,6 +6,7 @@ import numpy as np
 
 from service.config import ScoringSettings
 from service.domain import Reading, Status
+from service.ingest.columns import ReadingColumns
 from service.processor import BatchProcessor
 from service.scoring import STATUS_ORDER, EngineScoring
 from service.state import EngineStore
@@ -82,3 +83,17 @@ def test_rewarm_reproduces_state_from_window() -> None:
     p.rewarm(np.array([slot]))
     # the fake model forgets geometrically, so 64 steps from zero land on the same state
     np.testing.assert_allclose(p.store.model_state[slot], state, rtol=1e-6)
+
+
+def test_columns_of_batch_messages_equal_single_readings() -> None:
+    rng = np.random.default_rng(3)
+    stream = [_r(f"e{i % 5}", i // 5, float(rng.normal(1, 0.1))) for i in range(200)]
+    a, b = _processor(), _processor()
+    a.process(stream, [0] * len(stream))
+    cols = ReadingColumns(("vibration",))
+    for e in range(5):  # one message of 40 readings per engine, each message whole
+        mine = [r for r in stream if r.engine_id == f"e{e}"]
+        cols.add(f"e{e}", 0, [r.ts_ms for r in mine], [[r.values["vibration"] for r in mine]])
+    b.process_columns(cols)
+    for engine, slot in a.store.index.items():
+        assert a.store.encode_row(slot) == b.store.encode_row(b.store.index[engine])

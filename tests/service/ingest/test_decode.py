@@ -8,6 +8,7 @@ import pytest
 
 from service.errors import InvalidMessageError
 from service.ingest import REASONS, MessageDecoder
+from service.ingest.columns import ReadingColumns
 
 DEC = MessageDecoder(("rms",), max_bytes=4096, max_batch=3, max_extra_fields=2)
 
@@ -86,3 +87,35 @@ def test_invalid_message_has_its_reason(value: bytes | None, key: bytes | None,
 
 def test_every_reason_is_exercised() -> None:
     assert {r for _, _, r in BAD} == set(REASONS)
+
+
+def _batch(items: list[str]) -> bytes:
+    return ('{"engine_id":"e","readings":[' + ",".join(items) + "]}").encode()
+
+
+def test_common_and_unusual_shapes_decode_the_same() -> None:
+    # float values and integer ms take the cheap checks; text ts and integer values the full
+    fast = DEC.decode(_batch(['{"ts":1795608000000,"values":{"rms":1.0}}',
+                              '{"ts":1795608000001,"values":{"rms":2.5,"temp":3.0}}']))
+    full = DEC.decode(_batch(['{"ts":"2026-11-25T12:00:00Z","values":{"rms":1}}',
+                              '{"ts":1795608000001.0,"values":{"rms":2.5,"x":1},"note":1}']))
+    assert fast == full
+
+
+def test_decode_into_appends_a_message_whole_or_not_at_all() -> None:
+    cols = ReadingColumns(DEC.channels)
+    assert DEC.decode_into(cols, _batch(['{"ts":1795608000000,"values":{"rms":1.5}}']), None, 4)
+    bad = [
+        _batch(['{"ts":1795608000001,"values":{"rms":1.5}}',
+                '{"ts":1795608000002,"values":{"rms":NaN}}']),
+        _batch(['{"ts":1795608000001,"values":{"rms":1.5}}', '{"ts":4102444800000,'
+                '"values":{"rms":1.5}}']),
+        b'{"engine_id":"e","ts":946684799999,"values":{"rms":1.5}}',
+    ]
+    for value, reason in zip(bad, ["non_finite", "bad_timestamp", "bad_timestamp"], strict=True):
+        with pytest.raises(InvalidMessageError) as info:
+            DEC.decode_into(cols, value, None, 4)
+        assert info.value.reason == reason
+    assert (cols.engine_ids, cols.partitions, cols.counts) == (["e"], [4], [1])
+    assert (cols.ts, cols.values) == ([1_795_608_000_000], [[1.5]])
+    assert cols.readings() == DEC.decode(_batch(['{"ts":1795608000000,"values":{"rms":1.5}}']))
