@@ -155,6 +155,9 @@ class MessageDecoder:
 
     def _columns(self, batch: list[Any]) -> tuple[list[int], list[list[float]]]:
         """The timestamps and per-channel values of a batch's items (all valid, or raise)."""
+        common = self._common_columns(batch)
+        if common is not None:
+            return common
         ts: list[int] = []
         values: list[list[float]] = [[] for _ in self.channels]
         # Items with more fields than this may have too many unknown ones: full checks.
@@ -166,6 +169,40 @@ class MessageDecoder:
             ts.append(t)
             for column, v in zip(values, row, strict=True):
                 column.append(v)
+        return ts, values
+
+    def _common_columns(self, batch: list[Any]) -> tuple[list[int], list[list[float]]] | None:
+        """:meth:`_columns` when every item has the common shape, checked a column at a time.
+
+        The checks run in C (``set(map(type, ...))``, ``min``/``max``, ``sum``), not per item
+        in Python. None when any item is unusual (text ts, integer values, a missing field,
+        a non-finite value, a sum that overflows): :meth:`_columns` then checks item by item.
+        """
+        if set(map(type, batch)) != {dict} or max(map(len, batch)) > self.max_extra_fields:
+            return None
+        try:
+            ts = [item["ts"] for item in batch]
+            raws = [item["values"] for item in batch]
+        except KeyError:
+            return None
+        if (
+            set(map(type, ts)) != {int}
+            or min(ts) < _MIN_TS_MS
+            or max(ts) >= _MAX_TS_MS
+            or set(map(type, raws)) != {dict}
+            or max(map(len, raws)) > self._max_values
+        ):
+            return None
+        values = []
+        for channel in self.channels:
+            try:
+                column = [raw[channel] for raw in raws]
+            except KeyError:
+                return None
+            # A non-finite value makes the sum non-finite (NaN or inf).
+            if set(map(type, column)) != {float} or not math.isfinite(sum(column)):
+                return None
+            values.append(column)
         return ts, values
 
     def _fast(self, item: dict[str, Any]) -> tuple[int, list[float]] | None:

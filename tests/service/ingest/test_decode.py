@@ -119,3 +119,16 @@ def test_decode_into_appends_a_message_whole_or_not_at_all() -> None:
     assert (cols.engine_ids, cols.partitions, cols.counts) == (["e"], [4], [1])
     assert (cols.ts, cols.values) == ([1_795_608_000_000], [[1.5]])
     assert cols.readings() == DEC.decode(_batch(['{"ts":1795608000000,"values":{"rms":1.5}}']))
+
+
+def test_column_checks_fall_back_to_item_checks() -> None:
+    big = DEC.decode(_batch(['{"ts":1795608000000,"values":{"rms":1e308}}',
+                             '{"ts":1795608000001,"values":{"rms":1e308}}']))  # sum overflows
+    assert [r.values["rms"] for r in big] == [1e308, 1e308]
+    for item, reason in [('{"ts":true,"values":{"rms":1.5}}', "bad_timestamp"),
+                         ('{"ts":1795608000001,"values":{"rms":-Infinity}}', "non_finite"),
+                         ('{"ts":1795608000001,"values":{"temp":1.5}}', "missing_channel"),
+                         ('{"ts":1795608000001}', "missing_field")]:
+        with pytest.raises(InvalidMessageError) as info:
+            DEC.decode(_batch(['{"ts":1795608000000,"values":{"rms":1.5}}', item]))
+        assert info.value.reason == reason
