@@ -46,6 +46,15 @@ class ReadingColumns:
         for column, new in zip(self.values, values, strict=True):
             column.extend(new)
 
+    def add_one(self, engine_id: str, partition: int, ts: int, values: Sequence[float]) -> None:
+        """Append a message of one reading (``values`` one per channel)."""
+        self.engine_ids.append(engine_id)
+        self.partitions.append(partition)
+        self.counts.append(1)
+        self.ts.append(ts)
+        for column, v in zip(self.values, values, strict=True):
+            column.append(v)
+
     @classmethod
     def from_readings(
         cls, channels: Sequence[str], readings: Sequence[Reading], partitions: Sequence[int]

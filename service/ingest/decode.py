@@ -125,7 +125,12 @@ class MessageDecoder:
         if len(value) > self.max_bytes:
             raise InvalidMessageError("oversize", f"{len(value)} bytes > limit {self.max_bytes}")
         try:
-            doc = json.loads(value)
+            # What json.loads(bytes) does, without its encoding detection for the usual
+            # case: an object ('{' then a non-NUL byte) is UTF-8 there too.
+            if value[:1] == b"{" and value[1:2] != b"\x00":
+                doc = json.loads(value.decode("utf-8", "surrogatepass"))
+            else:
+                doc = json.loads(value)
         except (UnicodeDecodeError, ValueError) as exc:
             raise InvalidMessageError("not_json", str(exc)[:200]) from None
         if not isinstance(doc, dict):
@@ -147,11 +152,11 @@ class MessageDecoder:
             if len(batch) > self.max_batch:
                 raise InvalidMessageError("batch_too_large", f"{len(batch)} > {self.max_batch}")
             ts, values = self._columns(batch)
-        else:
-            t, row = self._fast(doc) or self._reading(doc, None)
-            ts, values = [t], [[v] for v in row]
-        out.add(engine_id, partition, ts, values)
-        return len(ts)
+            out.add(engine_id, partition, ts, values)
+            return len(ts)
+        t, row = self._fast(doc) or self._reading(doc, None)
+        out.add_one(engine_id, partition, t, row)
+        return 1
 
     def _columns(self, batch: list[Any]) -> tuple[list[int], list[list[float]]]:
         """The timestamps and per-channel values of a batch's items (all valid, or raise)."""
