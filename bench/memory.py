@@ -2,8 +2,10 @@
 
 No Kafka: the store, model, scoring and processor that the service builds, fed in-memory
 readings. RSS comes from /proc/self/status (VmRSS) before and after the engines exist, so it
-includes everything the engines cost: the store's rows (which grow by doubling, so a fleet
-just past a power of two pays for up to twice its rows), the id index and allocator slack.
+includes everything the engines cost: the store's rows (which grow by 1.25x, so a fleet
+just past a growth step pays for up to a quarter more rows) and the id index. Both readings
+are taken after ``malloc_trim(0)``, as the service's MemoryTrimmer does periodically; the
+reading before that trim (allocator slack of the processing included) is reported too.
 
 ``python -m bench.memory '{"kind": "rss", "engines": 1000, "window": 256, "artifact": "..."}'``
 prints one JSON result; :func:`measure` runs that in a subprocess.
@@ -11,6 +13,8 @@ prints one JSON result; :func:`measure` runs that in a subprocess.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import json
 import os
@@ -86,6 +90,7 @@ def rss(engines: int, window: int, artifact: Path) -> dict[str, Any]:
     """RSS growth of the engine state for ``engines`` engines (2 readings each)."""
     model, scoring, model_kib = _setup(window, artifact)
     gc.collect()
+    _trim_heap()
     before = rss_kib()
     proc = _processor(model, scoring, window)
     for tick in _ticks_iter(engines, 2):
@@ -93,6 +98,8 @@ def rss(engines: int, window: int, artifact: Path) -> dict[str, Any]:
             part = tick[start : start + POLL]
             proc.process(part, [0] * len(part))
     gc.collect()
+    untrimmed = rss_kib()
+    _trim_heap()  # what the service's MemoryTrimmer does every state.trim_interval_s
     after = rss_kib()
     store = proc.store
     row = sum(getattr(store, f).nbytes for f in store._ROW_FIELDS) / store.capacity
@@ -100,8 +107,18 @@ def rss(engines: int, window: int, artifact: Path) -> dict[str, Any]:
         "engines": engines, "window": window, "model_rss_kib": model_kib,
         "rss_before_kib": before, "rss_after_kib": after,
         "bytes_per_engine": round((after - before) * 1024 / engines, 1),
+        "rss_untrimmed_kib": untrimmed,
+        "bytes_per_engine_untrimmed": round((untrimmed - before) * 1024 / engines, 1),
         "store_capacity": store.capacity, "row_bytes": round(row, 1),
     }
+
+
+def _trim_heap() -> None:
+    """glibc ``malloc_trim(0)``: freed heap pages back to the OS (nothing elsewhere)."""
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if trim is not None:
+        trim(0)
 
 
 def _ticks_iter(engines: int, ticks: int) -> Any:

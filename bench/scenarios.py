@@ -124,12 +124,14 @@ def memory_scenarios(a: argparse.Namespace, doc: dict[str, Any]) -> None:
             r = measure("rss", engines=n, window=256, artifact=a.artifact)
             res.append(r)
             rows.append([n, r["window"], r["store_capacity"], r["row_bytes"],
-                         r["bytes_per_engine"], round(r["rss_after_kib"] / 1024, 1)])
+                         r["bytes_per_engine"], r["bytes_per_engine_untrimmed"],
+                         round(r["rss_after_kib"] / 1024, 1)])
         doc["memory"] = res
-        print("\nMemory per tracked engine (window 256, LSTM(64); VmRSS growth / engines; "
+        print("\nMemory per tracked engine (window 256, LSTM(64); VmRSS growth / engines "
+              "after malloc_trim, as the service trims periodically, and before it; "
               "target <= 4,096 B)")
         print(table(["engines", "window", "capacity", "row bytes", "RSS B/engine",
-                     "RSS MiB"], rows), flush=True)
+                     "untrimmed B/engine", "RSS MiB"], rows), flush=True)
     if "cost" in a.scenarios:
         rows = []
         res = []
