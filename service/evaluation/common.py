@@ -33,6 +33,7 @@ def add_common_arguments(
     level_rate: float = 0.01,
     scoring_defaults: Mapping[str, object] | None = None,
     season_rate: float = 1.0,
+    range_tolerance: float = 0.0,
 ) -> None:
     """Predictor and scoring options; defaults are the service's ``ScoringSettings``
     overridden by ``scoring_defaults`` (each command documents its own)."""
@@ -62,6 +63,13 @@ def add_common_arguments(
         default=season_rate,
         help="seasonal predictor: EWMA rate of the daily profile per phase; 1.0 = the reading "
         f"one day earlier (default {season_rate})",
+    )
+    g.add_argument(
+        "--range-tolerance",
+        type=float,
+        default=range_tolerance,
+        help="seasonal predictor: > 0 adds the range view, readings beyond the highest/lowest "
+        f"so far widened by this fraction of the range (0 = off; default {range_tolerance})",
     )
     s = parser.add_argument_group("scoring (defaults: the service's settings)")
     s.add_argument("--scorer", choices=SCORERS, default=base.scorer)
@@ -130,12 +138,14 @@ def run_series(
                 rate=args.level_rate,
                 period=period,
                 season_rate=args.season_rate,
+                range_tolerance=args.range_tolerance,
             )
-            scoring = EngineScoring(replace(params, channel_reduce="max"), n_channels=2)
+            views = len(model.channels)
+            scoring = EngineScoring(replace(params, channel_reduce="max"), n_channels=views)
             got = stream(
                 model,
                 scoring,
-                [np.repeat(series[i], 2, axis=1) for i in group],
+                [np.repeat(series[i], views, axis=1) for i in group],
                 [ids[i] for i in group],
             )
             for i, t in zip(group, got, strict=True):

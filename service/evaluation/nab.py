@@ -51,6 +51,9 @@ NAB_DEFAULTS: dict[str, object] = {
 }
 #: EWMA rate of the seasonal predictor's daily profile on NAB
 NAB_SEASON_RATE = 0.2
+#: the seasonal predictor's range view on NAB: readings beyond the highest/lowest so far
+#: widened by 10 % of the range
+NAB_RANGE_TOLERANCE = 0.1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="score at this threshold instead of NAB's optimal one (e.g. a published one)",
     )
-    add_common_arguments(parser, "seasonal", 0.01, NAB_DEFAULTS, season_rate=NAB_SEASON_RATE)
+    add_common_arguments(
+        parser,
+        "seasonal",
+        0.01,
+        NAB_DEFAULTS,
+        season_rate=NAB_SEASON_RATE,
+        range_tolerance=NAB_RANGE_TOLERANCE,
+    )
 
 
 def detections(args: argparse.Namespace, files: list[NabFile]) -> list[np.ndarray]:

@@ -194,6 +194,70 @@ class LevelAndSeason:
         return out
 
 
+class LevelSeasonAndRange(LevelAndSeason):
+    """:class:`LevelAndSeason` plus a range view (HTM's "spatial anomaly"), as two more
+    channels: the highest and lowest reading so far, widened by ``tolerance`` times their
+    distance. Their residuals are how far a reading falls above the upper or below the lower
+    bound, as a fraction of the widened range, and 0 inside it, so they are 0 until a
+    reading goes where the engine has never been. The bounds are used from ``warmup``
+    readings on (before that the residuals are 0).
+
+    Feed the signal four times and score the channels apart (``channel_reduce="max"``).
+    State per engine: ``[count, level, profile[period], low, high]``, fixed.
+    """
+
+    version = "level-season-range"
+
+    def __init__(
+        self,
+        period: int,
+        rate: float = 0.01,
+        season_rate: float = 1.0,
+        tolerance: float = 0.2,
+        warmup: int | None = None,
+    ) -> None:
+        super().__init__(period, rate, season_rate)
+        if tolerance < 0:
+            raise ValueError("need tolerance >= 0")
+        self.tolerance = tolerance
+        self.warmup = period if warmup is None else warmup
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return ("c0", "c1", "c2", "c3")
+
+    @property
+    def state_size(self) -> int:
+        return 4 + self.period
+
+    def step(self, x: F64, state: F32) -> tuple[F64, F32]:
+        views, new = super().step(x, state)
+        v = np.asarray(x, dtype=np.float64)[:, 0]
+        first = state[:, 0] == 0
+        low = np.where(first, v, np.minimum(state[:, -2], v))
+        high = np.where(first, v, np.maximum(state[:, -1], v))
+        new[:, -2] = low
+        new[:, -1] = high
+        low, high = new[:, -2].astype(np.float64), new[:, -1].astype(np.float64)
+        margin = self.tolerance * (high - low)
+        ready = new[:, 0] >= self.warmup
+        # Not ready: both bounds at the level, an empty range whose residuals are 0.
+        upper = np.where(ready, high + margin, views[:, 0])
+        lower = np.where(ready, low - margin, views[:, 0])
+        return np.concatenate([views, upper[:, None], lower[:, None]], axis=1), new
+
+    def scaled_residual(self, actual: F64, predicted: F64) -> F64:
+        x = np.asarray(actual, dtype=np.float64)
+        out: F64 = x - predicted
+        upper, lower = predicted[:, 2], predicted[:, 3]
+        width = upper - lower
+        ready = width > 0
+        scale = np.where(ready, width, 1.0)
+        out[:, 2] = np.where(ready, np.maximum(x[:, 2] - upper, 0.0) / scale, 0.0)
+        out[:, 3] = np.where(ready, np.maximum(lower - x[:, 3], 0.0) / scale, 0.0)
+        return out
+
+
 PREDICTORS = ("lstm", "ewma", "seasonal", "last-value")
 
 
@@ -204,8 +268,14 @@ def make_predictor(
     rate: float = 0.01,
     period: int = 1,
     season_rate: float = 1.0,
+    range_tolerance: float = 0.0,
 ) -> StepModel:
-    """Build a predictor by name; ``lstm`` loads the artifact at ``model_path``."""
+    """Build a predictor by name; ``lstm`` loads the artifact at ``model_path``.
+
+    ``seasonal`` with ``range_tolerance`` > 0 adds the range view (four channels).
+    """
+    if name == "seasonal" and range_tolerance > 0:
+        return LevelSeasonAndRange(period, rate, season_rate, range_tolerance)
     if name == "seasonal":
         return LevelAndSeason(period, rate, season_rate)
     if name == "last-value":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from service.evaluation.predictors import EwmaLevel, LastValue, standardise_online
 from service.evaluation.stream import stream
@@ -92,3 +93,31 @@ def test_level_and_season_profile_averages_past_periods() -> None:
     # ... and one odd period moves it by season_rate of the excess, not all of it.
     assert 5.0 < p[403] - np.roll(pattern, -1)[403 % period] < 15.0
     assert state.shape == (1, model.state_size)
+
+
+def test_range_view_is_zero_inside_the_range_and_measures_the_excess() -> None:
+    from service.evaluation.predictors import LevelSeasonAndRange
+
+    model = LevelSeasonAndRange(period=4, rate=0.1, season_rate=0.5, tolerance=0.1, warmup=8)
+    x = np.array([0.0, 10.0, 5.0, 2.0] * 5 + [12.0, 10.5, -2.0], dtype=np.float64)
+    state = model.zero_state(1)
+    pred = None
+    residuals = []
+    for v in x:
+        row = np.full((1, 4), v)
+        if pred is not None:
+            residuals.append(model.scaled_residual(row, pred)[0])
+        pred, state = model.step(row, state)
+    r = np.array(residuals)  # r[t - 1] is the residual of reading t
+    # Before the warm-up the range channels are 0 whatever the reading.
+    assert np.all(r[:7, 2:] == 0.0)
+    # Inside the seen range [0, 10] widened by 10 % of it: 0.
+    assert np.all(r[7:19, 2:] == 0.0)
+    # 12 is 1.0 above the widened top (11) of a widened range 12 wide; then 10.5 is inside
+    # the range (now up to 12 + 1.2); -2 is 0.8 below the widened bottom (-1.2).
+    assert r[19, 2] == pytest.approx(1.0 / 12.0) and r[19, 3] == 0.0
+    assert np.all(r[20, 2:] == 0.0)
+    assert r[21, 3] == pytest.approx(0.8 / 14.4) and r[21, 2] == 0.0
+    # The level and seasonal channels are those of LevelAndSeason.
+    assert model.channels == ("c0", "c1", "c2", "c3")
+    assert state.shape == (1, model.state_size) == (1, 4 + 4)
