@@ -29,7 +29,14 @@ import numpy as np
 from service.evaluation.common import WARNING, add_common_arguments, onsets, out, run_series
 from service.evaluation.nab_data import NabFile, load_nab, read_result_column, result_path
 from service.evaluation.nab_data import write_result as write_nab_result
-from service.evaluation.nab_score import PROFILES, CorpusResult, load_profiles, score_corpus
+from service.evaluation.nab_score import (
+    PROFILES,
+    CorpusResult,
+    Profile,
+    load_profiles,
+    optimise_threshold,
+    score_corpus,
+)
 
 #: Defaults for NAB, chosen by a small grid search on nab-dev itself (docs/scoring.md): the
 #: seasonal predictor (level and one-day-ago views, scored apart), a very long error memory,
@@ -70,6 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--results",
         type=Path,
         help="score existing NAB results under this directory (with --detector) instead",
+    )
+    parser.add_argument(
+        "--holdout",
+        action="store_true",
+        help="also score each half of the files (alternate files by name) at the threshold "
+        "chosen on the other half",
     )
     parser.add_argument(
         "--threshold",
@@ -126,9 +139,14 @@ def score_results(
     files: list[NabFile], cols: list[np.ndarray], profiles_path: Path, fixed: float | None
 ) -> dict[str, CorpusResult]:
     """NAB results per profile (optimal threshold, or ``fixed``)."""
-    profiles = load_profiles(profiles_path) if profiles_path.is_file() else PROFILES
     labeled = [f.labeled for f in files]
+    profiles = read_profiles(profiles_path)
     return {name: score_corpus(labeled, cols, p, fixed) for name, p in profiles.items()}
+
+
+def read_profiles(path: Path) -> dict[str, Profile]:
+    """The corpus's ``config/profiles.json``, or NAB v1.1's profiles if it has none."""
+    return load_profiles(path) if path.is_file() else PROFILES
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,11 +182,40 @@ def run(args: argparse.Namespace) -> int:
             "fn": fn,
             "files": {fs.name: fs.score for fs in r.files},
         }
+    report: dict[str, object] = {"args": _jsonable(args), "profiles": summary}
+    if args.holdout:
+        report["holdout"] = holdout(files, cols, args.data / "config" / "profiles.json")
     if args.out is not None and args.results is None:
         path = args.out / f"{args.detector}_scores.json"
-        path.write_text(json.dumps({"args": _jsonable(args), "profiles": summary}, indent=1))
+        path.write_text(json.dumps(report, indent=1))
         out(f"results in {args.out / args.detector}, summary in {path}")
     return 0
+
+
+def holdout(
+    files: list[NabFile], cols: list[np.ndarray], profiles_path: Path
+) -> dict[str, dict[str, float]]:
+    """Each half of the files (alternate files, sorted by name) scored at the threshold that
+    is optimal on the other half: how much the threshold choice is fitted to the corpus."""
+    halves = {"A": list(range(0, len(files), 2)), "B": list(range(1, len(files), 2))}
+    rows: dict[str, dict[str, float]] = {}
+    out("held out: each half of the files at the threshold optimal on the other half")
+    out(f"{'profile':<20} {'A':>10} {'B':>10} {'mean':>10}")
+    for name, profile in read_profiles(profiles_path).items():
+        got = {}
+        for half, other in (("A", "B"), ("B", "A")):
+            fit = halves[other]
+            threshold, _ = optimise_threshold(
+                [files[i].labeled for i in fit], [cols[i] for i in fit], profile
+            )
+            test = halves[half]
+            got[half] = score_corpus(
+                [files[i].labeled for i in test], [cols[i] for i in test], profile, threshold
+            ).normalised
+        got["mean"] = (got["A"] + got["B"]) / 2
+        rows[name] = got
+        out(f"{name:<20} {got['A']:>10.2f} {got['B']:>10.2f} {got['mean']:>10.2f}")
+    return rows
 
 
 def _jsonable(args: argparse.Namespace) -> dict[str, object]:

@@ -41,9 +41,10 @@ def _write_nab(root: Path) -> None:
 def test_evaluate_nab_on_unseen_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _write_nab(tmp_path / "nab")
     out = tmp_path / "out"
-    assert main(["evaluate", "nab", "--data", str(tmp_path / "nab"), "--out", str(out)]) == 0
+    args = ["evaluate", "nab", "--data", str(tmp_path / "nab"), "--out", str(out), "--holdout"]
+    assert main(args) == 0
     text = capsys.readouterr().out
-    assert "standard" in text and "reward_low_FN_rate" in text
+    assert "standard" in text and "reward_low_FN_rate" in text and "held out" in text
     files = load_nab(tmp_path / "nab")
     for f in files:
         path = out / "vibewatch" / "synth" / f"vibewatch_{f.name.split('/')[1]}"
@@ -56,6 +57,7 @@ def test_evaluate_nab_on_unseen_layout(tmp_path: Path, capsys: pytest.CaptureFix
     summary = json.loads((out / "vibewatch_scores.json").read_text())
     # Both level shifts are found inside their windows at the optimal threshold.
     assert summary["profiles"]["standard"]["tp"] == 2
+    assert set(summary["holdout"]["standard"]) == {"A", "B", "mean"}
 
 
 def test_point_scores_and_onset_windows() -> None:
