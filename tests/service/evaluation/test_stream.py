@@ -121,3 +121,29 @@ def test_range_view_is_zero_inside_the_range_and_measures_the_excess() -> None:
     # The level and seasonal channels are those of LevelAndSeason.
     assert model.channels == ("c0", "c1", "c2", "c3")
     assert state.shape == (1, model.state_size) == (1, 4 + 4)
+
+
+def test_no_look_ahead_with_the_nab_configuration() -> None:
+    from service.evaluation.predictors import LevelSeasonAndRange
+
+    params = ScoringParams(
+        scorer="likelihood-spikes",
+        warmup_readings=10,
+        hold_readings=1,
+        clear_readings=10,
+        incident_readings=50,
+        incident_score=0.4,
+        channel_reduce="max",
+    )
+    a = np.repeat(_series(4, 400), 4, axis=1)
+    b = a.copy()
+    b[250:] += 100.0  # a different future, far outside the range seen so far
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        model = LevelSeasonAndRange(period=24, rate=0.05, season_rate=0.2, tolerance=0.1)
+        trace = stream(model, EngineScoring(params, 4), [x])[0]
+        return trace.score, trace.status
+
+    (sa, ta), (sb, tb) = run(a), run(b)
+    assert np.array_equal(sa[:250], sb[:250]) and np.array_equal(ta[:250], tb[:250])
+    assert sb[250] == 1.0 and not np.array_equal(sa[250:], sb[250:])
