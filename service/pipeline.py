@@ -35,7 +35,7 @@ from service.domain import SourcePosition
 from service.errors import BrokerUnavailableError, InvalidMessageError
 from service.ingest import MessageDecoder
 from service.ingest.columns import ReadingColumns
-from service.metrics import EngineSample, Metrics
+from service.metrics import Metrics
 from service.model.tuning import tune_process
 from service.outputs import dead_letter_record, event_record
 from service.processor import BatchProcessor, BatchResult
@@ -359,31 +359,14 @@ class Pipeline:
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.last_processed.set(now)
         self._pending = _Pending()
-        self._refresh_gauges(p.dirty)
+        self._refresh_gauges()
 
-    def _refresh_gauges(self, dirty: set[int]) -> None:
+    def _refresh_gauges(self) -> None:
+        """Fleet-level gauges; the per-engine ones are read at scrape time (EngineCollector)."""
         m, store = self.metrics, self.store
         m.engines_tracked.set(len(store))
         for status, n in status_counts(store, self.processor.statuses).items():
             m.engines_by_status.labels(str(status)).set(n)
-        channels = self.processor.model.channels
-        with store.lock:
-            for slot in dirty:
-                engine_id = store.ids[slot]
-                if not engine_id:
-                    continue
-                pos = int((store.count[slot] - 1) % store.window)
-                m.set_engine(EngineSample(
-                    engine_id=engine_id,
-                    score=float(store.score[slot]),
-                    threshold=float(store.threshold[slot]),
-                    status_code=int(store.status[slot]),
-                    last_seen_s=float(store.last_seen[slot]) / 1000,
-                    error=float(store.error[slot]),
-                    values={c: float(store.ring[slot, pos, i]) for i, c in enumerate(channels)},
-                    predicted={c: float(store.last_pred[slot, i])
-                               for i, c in enumerate(channels)},
-                ))
 
     def _check_broker(self) -> None:
         """Once a second: ask the broker for the end offsets (consumer lag metric).
@@ -429,8 +412,7 @@ class Pipeline:
             parts = {tp.partition for tp in partitions}
             if self.ownership is not None:
                 self.ownership.released(parts, self._committed_rows(parts))
-            gone = self.store.drop_partitions(parts)
-            self.metrics.forget_engines(gone)
+            gone = self.store.drop_partitions(parts)  # their gauges go with them
             self._to_restore -= set(partitions)
             for tp in partitions:
                 with contextlib.suppress(KeyError):
@@ -448,7 +430,7 @@ class Pipeline:
                     log.exception("abort after losing partitions failed")
             self._pending = _Pending()
             parts = {tp.partition for tp in partitions}
-            self.metrics.forget_engines(self.store.drop_partitions(parts))
+            self.store.drop_partitions(parts)
             if self.ownership is not None:
                 self.ownership.released(parts, None)
 

@@ -25,6 +25,7 @@ from service.pipeline import Pipeline
 from service.processor import BatchProcessor, StepModel
 from service.scoring import STATUS_ORDER, EngineScoring
 from service.state import EngineStore
+from service.views import StoreEngines
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class Runtime:
             on_events=self.events.extend,
             ownership=self.fleet_view if settings.api.fleet_view else None,
         )
+        self.metrics.engines.attach(StoreEngines(self.store, lambda: self.model.channels))
         self.trimmer = MemoryTrimmer(settings.state.trim_interval_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from service.domain import EngineView, Status
+from service.metrics import EngineSample
 from service.state import EngineStore
 
 
@@ -71,3 +73,35 @@ def history(
         (int(t), {c: float(v[i]) for i, c in enumerate(channels)})
         for t, v in zip(ts, values, strict=True)
     ]
+
+
+class StoreEngines:
+    """The per-engine gauges' source (``service.metrics.EngineSource``): a store's engines.
+
+    ``channels`` is called at every scrape (the model can be reloaded).
+    """
+
+    def __init__(self, store: EngineStore, channels: Callable[[], Sequence[str]]) -> None:
+        self.store = store
+        self.channels = channels
+
+    def engine_samples(self, limit: int) -> list[EngineSample]:
+        """The first ``limit`` engines with a reading, in the store's insertion order."""
+        store, channels = self.store, self.channels()
+        out = []
+        with store.lock:
+            live = ((e, s) for e, s in store.index.items() if store.count[s] > 0)
+            for engine_id, slot in itertools.islice(live, limit):
+                pos = int((store.count[slot] - 1) % store.window)
+                out.append(EngineSample(
+                    engine_id=engine_id,
+                    score=float(store.score[slot]),
+                    threshold=float(store.threshold[slot]),
+                    status_code=int(store.status[slot]),
+                    last_seen_s=float(store.last_seen[slot]) / 1000,
+                    error=float(store.error[slot]),
+                    values={c: float(store.ring[slot, pos, i]) for i, c in enumerate(channels)},
+                    predicted={c: float(store.last_pred[slot, i])
+                               for i, c in enumerate(channels)},
+                ))
+        return out
