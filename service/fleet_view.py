@@ -134,12 +134,13 @@ class FleetView:
             s, "view", max_poll_records=2_000, fetch_max_bytes=8 << 20,
         )
         try:
-            parts = None
-            while parts is None and not self._stop.is_set():
+            # A topic just created can answer with no partitions yet: wait for them.
+            parts: set[int] | None = None
+            while not parts and not self._stop.is_set():
                 parts = consumer.partitions_for_topic(s.changelog_topic)
-                if parts is None:
-                    self._stop.wait(1.0)
-            if parts is None:
+                if not parts:
+                    self._stop.wait(0.5)
+            if not parts:
                 return
             every = set(parts)
             tailed: set[int] | None = None  # None: nothing assigned yet in this consumer
@@ -211,11 +212,17 @@ class FleetView:
             return new
         consumer.assign(self._tps(new))
         reread = (new - tailed - from_end) if not first else new
+        # Explicit offsets rather than seek_to_beginning/seek_to_end: kafka-python 3.0
+        # loses a pending offset reset when the assignment changes again before the next
+        # poll (the partition is then never fetched), and resolving it with position() was
+        # seen to block for a minute while another instance left the group.
         if reread:
-            consumer.seek_to_beginning(*self._tps(reread))
+            for tp, offset in consumer.beginning_offsets(self._tps(reread)).items():
+                consumer.seek(tp, offset)
             self.caught_up.clear()
         if new - tailed - reread:
-            consumer.seek_to_end(*self._tps(new - tailed - reread))
+            for tp, offset in consumer.end_offsets(self._tps(new - tailed - reread)).items():
+                consumer.seek(tp, offset)
         log.info("fleet view tails changelog partitions %s", sorted(new))
         return new
 
