@@ -78,8 +78,10 @@ class ScoringSettings(_Section):
     long-run distribution: 0.25 is a 1-in-316 event, 0.3 1-in-1,000, 0.5 1-in-100,000
     (see docs/scoring.md). Defaults were chosen on IMS, C-MAPSS and NAB."""
 
-    scorer: Literal["likelihood", "gaussian", "telemanom"] = Field(
-        "likelihood", description="Error-to-score method (HTM-style likelihood by default)."
+    scorer: Literal["likelihood", "gaussian", "telemanom", "likelihood-spikes"] = Field(
+        "likelihood",
+        description="Error-to-score method (HTM-style likelihood by default; "
+        "likelihood-spikes also scores each raw error, as evaluate nab does).",
     )
     warmup_readings: int = Field(30, ge=0, description="Readings per engine before any alarm.")
     error_decay: float = Field(
@@ -93,8 +95,21 @@ class ScoringSettings(_Section):
     clear_readings: int = Field(
         0, ge=0, description="Readings below clear_score to clear (0: hold_readings)."
     )
+    incident_readings: int = Field(
+        0, ge=0, description="Readings an alarm raised with a score >= incident_score is held "
+        "(one event per disturbance; 0: off).",
+    )
+    incident_score: float = Field(
+        1.0, gt=0, le=1, description="Score of a raise that opens an incident."
+    )
     channel_reduce: Literal["rms", "max"] = Field(
         "rms", description="Score the channels' RMS residual, or each channel and take the max."
+    )
+    spike_floor: float = Field(
+        60.0, gt=0, description="likelihood-spikes: decades of tail probability scoring 1.0."
+    )
+    spike_decay: float = Field(
+        0.003, gt=0, lt=1, description="likelihood-spikes: EWMA rate of the raw-error baseline."
     )
     telemanom_window: int = Field(100, ge=2, description="Ring length of the telemanom scorer.")
     learn_from_anomalies: bool = Field(
@@ -143,6 +158,8 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(
             "scoring.clear_score", "must satisfy clear_score < warning_score <= alarm_score"
         )
+    if not s.alarm_score <= s.incident_score:
+        raise ConfigError("scoring.incident_score", "must be at least alarm_score")
     codec = settings.kafka.compression
     if codec != "none" and not getattr(kafka.codec, f"has_{codec}")():
         raise ConfigError(

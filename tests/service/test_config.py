@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from service.config import load_settings
+from service.config import ScoringSettings, load_settings
 from service.errors import ConfigError
+from service.evaluation.nab import NAB_DEFAULTS
+from service.scoring.params import ScoringParams
 
 
 @pytest.mark.parametrize(
@@ -18,6 +22,8 @@ from service.errors import ConfigError
         ({"state": {"window": 1}}, "state.window"),
         ({"scoring": {"scorer": "magic"}}, "scoring.scorer"),
         ({"scoring": {"clear_score": 0.5, "warning_score": 0.4}}, "scoring.clear_score"),
+        ({"scoring": {"incident_score": 0.2}}, "scoring.incident_score"),
+        ({"state": {"trim_interval_s": -1}}, "state.trim_interval_s"),
         ({"kafka": {"heartbeat_interval_ms": 5000, "session_timeout_ms": 6000}},
          "kafka.heartbeat_interval_ms"),
         ({"kafka": {"unknown_setting": 1}}, "kafka.unknown_setting"),
@@ -43,3 +49,15 @@ def test_bad_environment_value_is_named(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("VIBEWATCH_KAFKA__MAX_POLL_RECORDS", "lots")
     with pytest.raises(ConfigError, match=r"kafka\.max_poll_records"):
         load_settings()
+
+
+def test_the_service_can_run_every_scoring_configuration_the_evaluations_use() -> None:
+    """Every scoring knob is a service setting, with the same default, and the NAB
+    configuration (scorer, incidents, ...) can be set on the service."""
+    params, settings = ScoringParams(), ScoringSettings()
+    for name, default in vars(params).items():
+        assert getattr(settings, name) == default, name
+    nab: dict[str, Any] = {k: v for k, v in NAB_DEFAULTS.items() if hasattr(params, k)}
+    assert nab, "NAB_DEFAULTS names no scoring field"
+    loaded = load_settings(scoring=nab).scoring
+    assert ScoringParams.from_settings(loaded) == ScoringParams(**nab)
