@@ -99,6 +99,8 @@ class Pipeline:
         self.processing_lock = threading.RLock()
         # Pausing for a restore (rebalance callback) and _poll's resume exclude each other.
         self._pause_lock = threading.Lock()
+        # Partitions revoked or lost while _poll gathers (the callbacks add to it).
+        self._revoked: set[TopicPartition] = set()
         self._to_restore: set[TopicPartition] = set()
         self._pending = _Pending()
         self._consumer: KafkaConsumer | None = None
@@ -164,7 +166,9 @@ class Pipeline:
             self.metrics.up.set(1)
             if records:
                 with self.processing_lock:
-                    self._handle(records)
+                    self._drop_revoked(records)
+                    if records:
+                        self._handle(records)
             if self._pending.open and (
                 time.monotonic() - self._pending.started >= s.commit_interval_ms / 1000
             ):
@@ -189,12 +193,20 @@ class Pipeline:
         consumer, s = self._consumer, self.settings
         assert consumer is not None
         chunk = max(1, int(s.max_poll_records / self._per_message))
+        with self._pause_lock:
+            self._revoked.clear()
         _unpark(consumer)
         records: dict[TopicPartition, list[Any]] = consumer.poll(
             timeout_ms=s.poll_timeout_ms, max_records=chunk
         )
         if not records:
             return records
+        return self._gather(consumer, records, chunk)
+
+    def _gather(
+        self, consumer: KafkaConsumer, records: dict[TopicPartition, list[Any]], chunk: int
+    ) -> dict[TopicPartition, list[Any]]:
+        """The rest of :meth:`_poll`: the other partitions' chunks, into ``records``."""
         paused: list[TopicPartition] = []
         misses = 0
         try:
@@ -218,6 +230,31 @@ class Pipeline:
                 if back:
                     consumer.resume(*back)
         return records
+
+    def _drop_revoked(self, records: dict[TopicPartition, list[Any]]) -> None:
+        """Forget the records of partitions revoked since :meth:`_poll` began.
+
+        Called with ``processing_lock`` held, just before handling: a rebalance in one of
+        _poll's polls, or on the I/O thread before the lock was taken, revoked them, so
+        they belong to another owner now (handling them would write that owner's engines
+        and commit its offsets), or, if the partition came back here, they are read again
+        after its restore. Assignment resets the position to the committed offset; if
+        records were taken after that, the position goes back to the first of them
+        (never forward: nothing is skipped).
+        """
+        consumer = self._consumer
+        assert consumer is not None
+        with self._pause_lock:
+            revoked, self._revoked = self._revoked, set()
+        if not revoked:
+            return
+        assigned = consumer.assignment()
+        for tp in revoked & records.keys():
+            recs = records.pop(tp)
+            if recs and tp in assigned:
+                first = min(r.offset for r in recs)
+                if consumer.position(tp) > first:
+                    consumer.seek(tp, first)
 
     def _make_producer(self) -> KafkaProducer:
         s = self.settings
@@ -406,6 +443,8 @@ class Pipeline:
     # -- rebalance -----------------------------------------------------------------------
     def on_revoked(self, partitions: set[TopicPartition]) -> None:
         """Commit what is pending, then forget the engines of the revoked partitions."""
+        with self._pause_lock:
+            self._revoked |= partitions
         with self.processing_lock:
             if self._pending.open:
                 self._commit()
@@ -422,6 +461,8 @@ class Pipeline:
 
     def on_lost(self, partitions: set[TopicPartition]) -> None:
         """Forced out of the group: abort what is pending (it cannot commit) and forget."""
+        with self._pause_lock:
+            self._revoked |= partitions
         with self.processing_lock:
             if self._pending.open and self.settings.exactly_once and self._producer:
                 try:
