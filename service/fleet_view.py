@@ -111,7 +111,7 @@ class FleetView:
         self._push(change)
         # The pipeline drops its rows after this returns: wait (briefly) until they are
         # shown here, so the API does not lose those engines during a rebalance.
-        if self._thread is not None and rows:
+        if self._thread is not None and not self._stop.is_set() and rows:
             change.done.wait(HANDOVER_WAIT_S)
 
     def _push(self, change: _Change) -> None:
