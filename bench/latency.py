@@ -124,19 +124,49 @@ def _quantiles(xs: list[float]) -> dict[str, float]:
             "max_ms": round(float(a.max()), 1)}
 
 
-def _watch(consumer: Any, stamp: Any, t_measure: float, end: float, out: list[float]) -> None:
-    """Poll ``consumer`` until ``end``; record seen - ``stamp(record)`` for recent readings."""
-    while time.time() < end:
-        for recs in consumer.poll(timeout_ms=50).values():
+def _watch(consumer: Any, stamps: Any, t_measure: float, end: float, out: list[float]) -> None:
+    """Poll ``consumer`` until ``end`` and then until it has been quiet for a second (at
+    most 30 s more: a watcher that fell behind must not drop the latest, slowest readings);
+    for every reading timestamp ``stamps(record)`` returns, record seen - timestamp
+    (readings after ``t_measure`` only)."""
+    quiet_since = time.time()
+    while True:
+        now = time.time()
+        if now >= end and (now - quiet_since >= 1.0 or now >= end + 30.0):
+            return
+        polled = consumer.poll(timeout_ms=50)
+        if polled:
+            quiet_since = time.time()
+        for recs in polled.values():
             now = time.time()
             for rec in recs:
-                ts = stamp(rec.value)
-                if ts / 1000 >= t_measure:
-                    out.append(now - ts / 1000)
+                for ts in stamps(rec):
+                    if ts / 1000 >= t_measure:
+                        out.append(now - ts / 1000)
+
+
+class _NewReadings:
+    """The readings a changelog record commits for the first time: the window timestamps
+    newer than the engine's previous record's ``last_ts`` (with several readings per engine
+    per commit, all of them, not just the newest)."""
+
+    def __init__(self, store: Any, init_score: Any) -> None:
+        self.store = store
+        self.init_score = init_score
+        self.last: dict[bytes, int] = {}
+
+    def __call__(self, rec: Any) -> list[int]:
+        engine_id = rec.key.decode()
+        self.store.restore_row(engine_id, rec.value, self.init_score)
+        ts, _ = self.store.history(self.store.index[engine_id])
+        prev = self.last.get(rec.key)
+        self.last[rec.key] = int(ts[-1])
+        return [int(ts[-1])] if prev is None else [int(t) for t in ts if t > prev]
 
 
 def run_latency(bootstrap: str, artifact: Path, rate: int, seconds: float,
-                engines: int | None = None) -> dict[str, Any]:
+                engines: int | None = None, commit_interval_ms: int | None = None,
+                ) -> dict[str, Any]:
     """Produce ``rate`` readings/s over ``engines`` (default ``rate``) engines for ``seconds``
     s; quantiles of every visibility path."""
     from kafka import KafkaConsumer, TopicPartition
@@ -152,6 +182,8 @@ def run_latency(bootstrap: str, artifact: Path, rate: int, seconds: float,
     engines = engines or rate
     kw = {"bootstrap": bootstrap, "readings_topic": topic, "artifact": artifact,
           "exactly_once": True, "prefix": prefix}
+    if commit_interval_ms is not None:
+        kw["kafka"] = {"commit_interval_ms": commit_interval_ms}
     ctx = mp.get_context("spawn")
     stop, ready, queue = ctx.Event(), ctx.Event(), ctx.Queue()
     probe_ids = [f"engine-{i:05d}" for i in range(0, engines, max(1, engines // PROBES))]
@@ -163,7 +195,7 @@ def run_latency(bootstrap: str, artifact: Path, rate: int, seconds: float,
         raise RuntimeError("latency: service not ready in 120 s")
     model = load_streaming_model(artifact)
     scoring = EngineScoring(load_settings().scoring, 1)
-    decoder = EngineStore(window=256, channels=1, model_state_size=model.state_size,
+    scratch = EngineStore(window=256, channels=1, model_state_size=model.state_size,
                           score_state_size=scoring.state_size)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
                              fetch_max_wait_ms=10, enable_auto_commit=False)
@@ -189,12 +221,12 @@ def run_latency(bootstrap: str, artifact: Path, rate: int, seconds: float,
         p.start()
     lat: list[float] = []
     kafka: list[float] = []
-    end = t_start + seconds + WARMUP_S + 3.0
+    end = t_start + seconds + WARMUP_S + 1.0
     watchers = [
         threading.Thread(target=_watch, args=(
-            consumer, lambda v: int(decoder.decode_row(v)["last_ts"]), t_measure, end, lat)),
+            consumer, _NewReadings(scratch, scoring.init_state(1)[0]), t_measure, end, lat)),
         threading.Thread(target=_watch, args=(
-            floor, lambda v: int(json.loads(v)["ts"]), t_measure, end, kafka)),
+            floor, lambda r: [int(json.loads(r.value)["ts"])], t_measure, end, kafka)),
     ]
     for w in watchers:
         w.start()
@@ -212,6 +244,7 @@ def run_latency(bootstrap: str, artifact: Path, rate: int, seconds: float,
     consumer.close()
     floor.close()
     return {"rate": rate, "engines": engines, "seconds": seconds,
+            "commit_interval_ms": commit_interval_ms,
             "generator": "java" if java is not None else "kafka-python", "sent": sent,
             "sampled": "partition 0 of 6 (kafka, committed); 50 engines (api)",
             "kafka": _quantiles(kafka),
