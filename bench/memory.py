@@ -13,8 +13,6 @@ prints one JSON result; :func:`measure` runs that in a subprocess.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import json
 import os
@@ -114,11 +112,12 @@ def rss(engines: int, window: int, artifact: Path) -> dict[str, Any]:
 
 
 def _trim_heap() -> None:
-    """glibc ``malloc_trim(0)``: freed heap pages back to the OS (nothing elsewhere)."""
-    name = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    """glibc ``malloc_trim(0)`` (what the service's MemoryTrimmer calls; nothing elsewhere)."""
+    from service.memory import malloc_trim
+
+    trim = malloc_trim()
     if trim is not None:
-        trim(0)
+        trim()
 
 
 def _ticks_iter(engines: int, ticks: int) -> Any:

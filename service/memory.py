@@ -13,21 +13,31 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-def malloc_trim() -> Callable[[], int] | None:
-    """glibc's ``malloc_trim(0)`` as a callable, or None where the C library lacks it."""
-    name = ctypes.util.find_library("c")
-    if name is None:
+@functools.cache
+def libc_function(name: str) -> Any | None:
+    """The C library's function ``name`` (ctypes), or None where it has no such function."""
+    lib = ctypes.util.find_library("c")
+    if lib is None:
         return None
     try:
-        fn = ctypes.CDLL(name).malloc_trim
+        return getattr(ctypes.CDLL(lib), name)
     except (OSError, AttributeError):
+        return None
+
+
+def malloc_trim() -> Callable[[], int] | None:
+    """glibc's ``malloc_trim(0)`` as a callable, or None where the C library lacks it."""
+    fn = libc_function("malloc_trim")
+    if fn is None:
         return None
     fn.argtypes = [ctypes.c_size_t]
     fn.restype = ctypes.c_int

@@ -8,10 +8,11 @@ what the service runs.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 from pathlib import Path
+
+from service.memory import libc_function
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +76,8 @@ def heap_blocks() -> bool:
     which fit under the defaults). The cost is up to 2 x the limit of freed memory kept by
     the process. Returns False where there is no glibc ``mallopt``.
     """
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = libc_function("mallopt")
+    if mallopt is None:
         return False
     ok = bool(mallopt(_M_MMAP_THRESHOLD, HEAP_BLOCK_LIMIT))
     ok = bool(mallopt(_M_TRIM_THRESHOLD, 2 * HEAP_BLOCK_LIMIT)) and ok
