@@ -32,10 +32,9 @@ import threading
 from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, TopicPartition
-from prometheus_client import Gauge
 
 from service.config import KafkaSettings
-from service.restore import changelog_consumer
+from service.restore import apply_record, changelog_consumer
 from service.state import F64, EngineStore
 
 log = logging.getLogger(__name__)
@@ -58,19 +57,10 @@ class _Change:
 class FleetView:
     """Tails the changelog partitions of other instances into ``store`` until :meth:`stop`."""
 
-    def __init__(
-        self,
-        settings: KafkaSettings,
-        store: EngineStore,
-        init_score: F64,
-        engines_gauge: Gauge | None = None,
-    ) -> None:
+    def __init__(self, settings: KafkaSettings, store: EngineStore, init_score: F64) -> None:
         self.settings = settings
-        self.engines_gauge = engines_gauge
         self.store = store
         self.init_score = init_score
-        #: set once every tailed partition has been read up to its end at least once
-        self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -144,29 +134,16 @@ class FleetView:
                 return
             every = set(parts)
             tailed: set[int] | None = None  # None: nothing assigned yet in this consumer
-            end: dict[TopicPartition, int] = {}
             while not self._stop.is_set():
                 changed = self._apply_changes(consumer, every, tailed)
                 if changed is not None:
                     tailed = changed
-                    tps = self._tps(tailed)
-                    end = consumer.end_offsets(tps) if tps else {}
                 if not tailed:
-                    if tailed is not None:
-                        self.caught_up.set()
-                    if self.engines_gauge is not None:
-                        self.engines_gauge.set(len(self.store))
                     self._wake.wait(POLL_MS / 1000)
                     continue
                 for records in consumer.poll(timeout_ms=POLL_MS).values():
                     for rec in records:
                         self._apply(rec.key.decode(), rec.value)
-                if self.engines_gauge is not None:
-                    self.engines_gauge.set(len(self.store))
-                if not self.caught_up.is_set() and all(
-                    consumer.position(tp) >= off for tp, off in end.items()
-                ):
-                    self.caught_up.set()
         finally:
             consumer.close()
 
@@ -219,7 +196,6 @@ class FleetView:
         if reread:
             for tp, offset in consumer.beginning_offsets(self._tps(reread)).items():
                 consumer.seek(tp, offset)
-            self.caught_up.clear()
         if new - tailed - reread:
             for tp, offset in consumer.end_offsets(self._tps(new - tailed - reread)).items():
                 consumer.seek(tp, offset)
@@ -227,10 +203,5 @@ class FleetView:
         return new
 
     def _apply(self, engine_id: str, value: bytes | None) -> None:
-        if not value:
-            self.store.forget(engine_id)
-            return
-        try:
-            self.store.restore_row(engine_id, value, self.init_score)
-        except ValueError:
-            self.store.forget(engine_id)  # written by another model; not shown until re-written
+        # A row written by another model is not shown until its owner re-writes it.
+        apply_record(self.store, engine_id, value, self.init_score)

@@ -27,6 +27,23 @@ def changelog_consumer(s: KafkaSettings, role: str, **config: Any) -> KafkaConsu
     )
 
 
+def apply_record(
+    store: EngineStore, engine_id: str, value: bytes | None, init_score: F64
+) -> str | None:
+    """Apply one changelog record to ``store``: a row restores the engine; a tombstone (empty
+    value) forgets it. A row written with other dimensions (another window length or model)
+    also forgets it, and the reason is returned (None otherwise)."""
+    if not value:
+        store.forget(engine_id)
+        return None
+    try:
+        store.restore_row(engine_id, value, init_score)
+    except ValueError as exc:
+        store.forget(engine_id)
+        return str(exc)
+    return None
+
+
 def restore_partitions(
     s: KafkaSettings,
     partitions: Sequence[int],
@@ -65,17 +82,14 @@ def restore_partitions(
             for records in consumer.poll(timeout_ms=200).values():
                 for rec in records:
                     engine_id = rec.key.decode()
-                    if not rec.value:
-                        store.forget(engine_id)
-                        restored.discard(engine_id)
-                        continue
-                    try:
-                        store.restore_row(engine_id, rec.value, init_score)
+                    unfit = apply_record(store, engine_id, rec.value, init_score)
+                    if unfit is None and rec.value:
                         restored.add(engine_id)
-                    except ValueError as exc:
+                        continue
+                    restored.discard(engine_id)
+                    if unfit is not None:
                         skipped += 1
-                        store.forget(engine_id)
-                        log.warning("changelog record of %s skipped: %s", engine_id, exc)
+                        log.warning("changelog record of %s skipped: %s", engine_id, unfit)
             remaining = {tp for tp in remaining if consumer.position(tp) < end[tp]}
     finally:
         consumer.close()

@@ -69,9 +69,9 @@ class Runtime:
             score_state_size=self.scoring.state_size,
         )
         self.fleet_view = FleetView(
-            settings.kafka, self.fleet_store, self.scoring.init_state(1)[0],
-            self.metrics.fleet_view_engines,
+            settings.kafka, self.fleet_store, self.scoring.init_state(1)[0]
         )
+        self.metrics.fleet_view_engines.set_function(lambda: len(self.fleet_store))
         self.processor = BatchProcessor(
             self.model, self.scoring, self.store, STATUS_ORDER,
             max_gap_ms=settings.state.max_gap_ms,

@@ -17,6 +17,17 @@ def _opt(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
+def _latest(
+    store: EngineStore, slot: int, channels: Sequence[str]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """A row's latest reading and its prediction of the next one, by channel (lock held)."""
+    pos = int((store.count[slot] - 1) % store.window)
+    return (
+        {c: float(store.ring[slot, pos, i]) for i, c in enumerate(channels)},
+        {c: float(store.last_pred[slot, i]) for i, c in enumerate(channels)},
+    )
+
+
 def engine_view(
     store: EngineStore, engine_id: str, channels: Sequence[str], statuses: Sequence[Status],
     model_version: str,
@@ -26,13 +37,12 @@ def engine_view(
         slot = store.index.get(engine_id)
         if slot is None or store.count[slot] == 0:
             return None
-        pos = int((store.count[slot] - 1) % store.window)
-        latest = store.ring[slot, pos]
+        values, predicted = _latest(store, slot, channels)
         return EngineView(
             engine_id=engine_id,
             ts_ms=int(store.last_ts[slot]),
-            values={c: float(latest[i]) for i, c in enumerate(channels)},
-            predicted={c: float(store.last_pred[slot, i]) for i, c in enumerate(channels)},
+            values=values,
+            predicted=predicted,
             error=_opt(float(store.error[slot])),
             score=float(store.score[slot]),
             status=statuses[int(store.status[slot])],
@@ -92,7 +102,7 @@ class StoreEngines:
         with store.lock:
             live = ((e, s) for e, s in store.index.items() if store.count[s] > 0)
             for engine_id, slot in itertools.islice(live, limit):
-                pos = int((store.count[slot] - 1) % store.window)
+                values, predicted = _latest(store, slot, channels)
                 out.append(EngineSample(
                     engine_id=engine_id,
                     score=float(store.score[slot]),
@@ -100,8 +110,7 @@ class StoreEngines:
                     status_code=int(store.status[slot]),
                     last_seen_s=float(store.last_seen[slot]) / 1000,
                     error=float(store.error[slot]),
-                    values={c: float(store.ring[slot, pos, i]) for i, c in enumerate(channels)},
-                    predicted={c: float(store.last_pred[slot, i])
-                               for i, c in enumerate(channels)},
+                    values=values,
+                    predicted=predicted,
                 ))
         return out
