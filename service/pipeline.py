@@ -479,12 +479,9 @@ class Pipeline:
         """Changelog values of every engine of ``partitions`` (just committed)."""
         store = self.store
         with store.lock:
-            slots = np.fromiter(
-                (s for s in store.index.values() if int(store.partition[s]) in partitions),
-                dtype=np.intp,
-            )
-            return list(zip([store.ids[s] for s in slots.tolist()], store.encode_rows(slots),
-                            strict=True))
+            ids = store.engines_of(partitions)
+            slots = np.fromiter((store.index[e] for e in ids), dtype=np.intp, count=len(ids))
+            return list(zip(ids, store.encode_rows(slots), strict=True))
 
     def on_assigned(self, partitions: set[TopicPartition]) -> None:
         """Pause the new partitions; the loop restores their state, then resumes them."""

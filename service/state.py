@@ -146,10 +146,15 @@ class EngineStore:
         self.threshold[slot] = np.nan
         self.resets[slot] = 0
 
+    def engines_of(self, partitions: set[int]) -> list[str]:
+        """Ids of the tracked engines of ``partitions``."""
+        with self.lock:
+            return [e for e, s in self.index.items() if int(self.partition[s]) in partitions]
+
     def drop_partitions(self, partitions: set[int]) -> list[str]:
         """Forget every engine of ``partitions`` (after they were revoked); returns their ids."""
         with self.lock:
-            gone = [e for e, s in self.index.items() if int(self.partition[s]) in partitions]
+            gone = self.engines_of(partitions)
             for engine_id in gone:
                 slot = self.index.pop(engine_id)
                 self.ids[slot] = ""
