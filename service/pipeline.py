@@ -105,6 +105,7 @@ class Pipeline:
         self._pending = _Pending()
         self._consumer: KafkaConsumer | None = None
         self._next_check = 0.0
+        self._unstable_since: float | None = None
         self._producer: KafkaProducer | None = None
         # Readings per message, averaged over recent polls (batch messages hold many).
         self._per_message = 1.0
@@ -158,6 +159,7 @@ class Pipeline:
             stop.wait(0.1)
         self._consumer.subscribe([s.readings_topic], listener=_Listener(self))
         self._next_check = 0.0
+        self._unstable_since = None
         while not stop.is_set():
             records = self._poll()
             if self._to_restore:
@@ -413,7 +415,9 @@ class Pipeline:
         """
         consumer = self._consumer
         assert consumer is not None
-        self._next_check = time.monotonic() + 1.0
+        now = time.monotonic()
+        self._next_check = now + 1.0
+        self._check_group(consumer, now)
         assigned = list(consumer.assignment())
         if not assigned:
             return
@@ -424,6 +428,30 @@ class Pipeline:
         for tp, end in ends.items():
             self.metrics.consumer_lag.labels(str(tp.partition)).set(
                 max(0, end - consumer.position(tp))
+            )
+
+    def _check_group(self, consumer: KafkaConsumer, now: float) -> None:
+        """End the session when a rebalance has not completed for too long.
+
+        kafka-python 3.0 has been seen (twice, once in CI) to start a second rebalance right
+        after the first assignment and never finish it: the member then holds no partitions
+        and processes nothing, forever. A fresh consumer joins normally, so after
+        ``2 x kafka.session_timeout_ms`` outside a stable group the session ends (not
+        ready, backoff, a new consumer joins and restores). A stable group with an empty
+        assignment (more instances than partitions) is left alone.
+        """
+        if consumer._coordinator.stable():
+            self._unstable_since = None
+            return
+        if self._unstable_since is None:
+            self._unstable_since = now
+            return
+        limit = 2 * self.settings.session_timeout_ms / 1000
+        if now - self._unstable_since > limit:
+            self._unstable_since = None
+            raise BrokerUnavailableError(
+                f"group {self.settings.group_id}: rebalance not finished in {limit:.0f} s; "
+                "rejoining with a new consumer"
             )
 
     def _await(self, result: Any, what: str) -> None:
