@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from bench.data import create_topic
+from service.state import window_order, window_timestamps
 
 PROBES = 50
 WARMUP_S = 3.0
@@ -150,18 +151,22 @@ class _NewReadings:
     newer than the engine's previous record's ``last_ts`` (with several readings per engine
     per commit, all of them, not just the newest)."""
 
-    def __init__(self, store: Any, init_score: Any) -> None:
+    def __init__(self, store: Any) -> None:
         self.store = store
-        self.init_score = init_score
         self.last: dict[bytes, int] = {}
 
     def __call__(self, rec: Any) -> list[int]:
-        engine_id = rec.key.decode()
-        self.store.restore_row(engine_id, rec.value, self.init_score)
-        ts, _ = self.store.history(self.store.index[engine_id])
+        # Decoding the record, not restoring it into a store: this watcher must keep up
+        # with every commit of the partition, or its own backlog shows up as latency.
+        row = self.store.decode_row(rec.value)
+        last_ts = int(row["last_ts"])
         prev = self.last.get(rec.key)
-        self.last[rec.key] = int(ts[-1])
-        return [int(ts[-1])] if prev is None else [int(t) for t in ts if t > prev]
+        self.last[rec.key] = last_ts
+        if prev is None:
+            return [last_ts]
+        order = window_order(int(row["count"]), self.store.window)
+        ts = window_timestamps(row["ring_ts"][order], last_ts)
+        return [int(t) for t in ts if t > prev]
 
 
 def run_latency(bootstrap: str, artifact: Path, rate: int, seconds: float,
@@ -224,7 +229,7 @@ def run_latency(bootstrap: str, artifact: Path, rate: int, seconds: float,
     end = t_start + seconds + WARMUP_S + 1.0
     watchers = [
         threading.Thread(target=_watch, args=(
-            consumer, _NewReadings(scratch, scoring.init_state(1)[0]), t_measure, end, lat)),
+            consumer, _NewReadings(scratch), t_measure, end, lat)),
         threading.Thread(target=_watch, args=(
             floor, lambda r: [int(json.loads(r.value)["ts"])], t_measure, end, kafka)),
     ]

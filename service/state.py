@@ -204,15 +204,8 @@ class EngineStore:
         stored difference modulo 2**32 ms (uint32 arithmetic wraps), so they are exact
         while consecutive readings are less than 49.7 days apart.
         """
-        n = int(min(self.count[slot], self.window))
-        end = int(self.count[slot] % self.window)
-        order = (np.arange(end - n, end) % self.window).astype(np.intp)
-        stored = self.ring_ts[slot, order]
-        ts = np.empty(n, dtype=np.int64)
-        if n:
-            steps = (stored[1:] - stored[:-1]).astype(np.int64)  # uint32: mod 2**32
-            ts[-1] = self.last_ts[slot]
-            ts[:-1] = ts[-1] - np.cumsum(steps[::-1])[::-1]
+        order = window_order(int(self.count[slot]), self.window)
+        ts = window_timestamps(self.ring_ts[slot, order], int(self.last_ts[slot]))
         return ts, self.ring[slot, order].copy()
 
     # -- changelog records ----------------------------------------------------------------
@@ -298,6 +291,24 @@ class EngineStore:
 
 
 _HEADER = struct.Struct("<4sHHHH")
+
+
+def window_order(count: int, window: int) -> npt.NDArray[np.intp]:
+    """Ring positions of a window holding ``count`` readings so far, oldest first."""
+    n = min(count, window)
+    end = count % window
+    return (np.arange(end - n, end) % window).astype(np.intp)
+
+
+def window_timestamps(stored: npt.NDArray[np.uint32], last_ts: int) -> I64:
+    """Full timestamps of a window's stored ``ring_ts`` values (oldest first) ending at
+    ``last_ts``: each older one is its successor minus the difference modulo 2**32 ms."""
+    ts = np.empty(len(stored), dtype=np.int64)
+    if len(stored):
+        steps = (stored[1:] - stored[:-1]).astype(np.int64)  # uint32: mod 2**32
+        ts[-1] = last_ts
+        ts[:-1] = last_ts - np.cumsum(steps[::-1])[::-1]
+    return ts
 #: Record format: VWS2 keeps window timestamps as uint32 (ts mod 2**32).
 _MAGIC = b"VWS2"
 #: Older formats still read: magic -> dtypes of the fields that were stored differently.
