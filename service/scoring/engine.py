@@ -22,8 +22,10 @@ from service.scoring.scorers import (
     NonparametricThreshold,
     Scorer,
 )
-from service.scoring.stats import FloatArray
+from service.scoring.stats import FloatArray, const
 from service.scoring.status import StatusMachine
+
+_C_ONE = const(1.0)
 
 #: Status code = index into this tuple.
 STATUS_ORDER: tuple[Status, ...] = (Status.WARMUP, Status.NORMAL, Status.WARNING, Status.ALARM)
@@ -42,8 +44,12 @@ class ScoreBatch:
 
 def reduce_residuals(residuals: FloatArray) -> FloatArray:
     """One non-negative error per reading: the RMS over channels of the scaled residuals."""
-    out: FloatArray = np.sqrt(np.mean(np.square(residuals), axis=1))
-    return out
+    # sqrt(mean(square(r), axis=1)) without np.mean's Python-level overhead: the same sum
+    # (np.add.reduce) divided by the same count.
+    sq = np.square(residuals)
+    out: FloatArray = np.add.reduce(sq, axis=1)
+    np.divide(out, residuals.shape[1], out=out)
+    return np.sqrt(out, out=out)
 
 
 def build_scorer(params: ScoringParams) -> Scorer:
@@ -122,28 +128,35 @@ class EngineScoring:
         if state.shape != (residuals.shape[0], self.state_size):
             raise ValueError(f"state must be (n, {self.state_size}), got {state.shape}")
         n, k = residuals.shape[0], self._k
+        s0, s1 = self._s0, self._s1
         # RMS over channels, or each channel's |residual| scored on its own (then the max).
         raw = reduce_residuals(residuals) if k == 1 else np.abs(residuals).reshape(-1)
         # A non-finite error (a model blow-up) must not poison the statistics for good:
         # it scores 1.0 and is not learned from.
         finite = np.isfinite(raw)
-        raw = np.where(finite, raw, 0.0)
-        sc_state = state[:, self._s0 : self._s1].reshape(n * k, -1)
-        scores = np.where(finite, self.scorer.score_many(raw, sc_state), 1.0)
-        values, thresholds = self.scorer.explain_many(raw, sc_state, self.params.alarm_score)
-        learned = self.scorer.learn_many(raw, sc_state)
+        all_finite = np.count_nonzero(finite) == finite.size  # usual: nothing to mask
+        if not all_finite:
+            raw = np.where(finite, raw, 0.0)
+        sc_state = state[:, s0:s1].reshape(n * k, -1)
+        # score, explanation and learning in one pass over the scorer's intermediates
+        scores, values, thresholds, learned = self.scorer.step_many(
+            raw, sc_state, self.params.alarm_score
+        )
+        if not all_finite:
+            scores = np.where(finite, scores, 1.0)
         cols = self.scorer.baseline_columns
         if not self.params.learn_from_anomalies and cols:
             # A developing fault must not become the baseline it is measured against: while
             # a reading scores at warning level or above, the long-run statistics stay put
             # (the short-term average still follows the readings).
             hold = scores >= self.params.warning_score
-            if hold.any():
+            if np.count_nonzero(hold):
                 idx = np.asarray(cols)
                 kept = learned[:, idx]
                 kept[hold] = sc_state[hold][:, idx]
                 learned[:, idx] = kept
-        new_sc_state = np.where(finite[:, None], learned, sc_state).reshape(n, -1)
+        if not all_finite:
+            learned = np.where(finite[:, None], learned, sc_state)
         if k == 1:
             score, value, threshold = scores, values, thresholds
         else:
@@ -152,18 +165,15 @@ class EngineScoring:
             value = np.take_along_axis(values.reshape(n, k), worst, axis=1)[:, 0]
             threshold = np.take_along_axis(thresholds.reshape(n, k), worst, axis=1)[:, 0]
 
-        old_status = state[:, self._s1 + 1]
-        status, new_st_state = self.status.update(score, state[:, self._s1 :])
-
         new_state = np.empty_like(state)
-        new_state[:, 0] = state[:, 0] + 1.0
-        new_state[:, self._s0 : self._s1] = new_sc_state
-        new_state[:, self._s1 :] = new_st_state
+        np.add(state[:, 0], _C_ONE, out=new_state[:, 0])
+        new_state[:, s0:s1] = learned.reshape(n, -1)
+        status = self.status.update_into(score, state[:, s1:], new_state[:, s1:])
         batch = ScoreBatch(
             error=value,
             threshold=threshold,
             score=score,
             status=status.astype(np.int8),
-            changed=status != old_status,
+            changed=status != state[:, s1 + 1],
         )
         return batch, new_state

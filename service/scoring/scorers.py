@@ -8,7 +8,11 @@ over engines and with the state held outside the scorer so that it can be checkp
 * ``learn_many(x, state)`` returns new state rows that have learned from those inputs;
 * ``explain_many(x, state, level)`` returns the statistic the scorer compared (for example
   the smoothed error) and the value of that statistic that would score exactly ``level``,
-  so a threshold on the score can be shown in the units of the error.
+  so a threshold on the score can be shown in the units of the error;
+* ``step_many(x, state, level)`` does all three at once, as the service calls them for
+  every reading: ``(score, value, threshold, learned)``, bit for bit what the three
+  separate calls return, with the shared intermediates (smoothed input, standard
+  deviation, ...) computed once.
 
 A scorer never decides whether something is an anomaly: a threshold is a wrapper around a
 scorer (see :class:`Thresholded`). Memory per engine is exactly ``state_size`` floats,
@@ -20,11 +24,13 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from service.scoring.stats import (
     FloatArray,
-    ewma_rate,
-    ewma_update,
+    clip01,
+    const,
+    ewma_step,
     log_normal_tail,
     normal_isf,
     score_to_log_tail,
@@ -52,12 +58,36 @@ class Scorer(Protocol):
         self, x: FloatArray, state: FloatArray, level: float
     ) -> tuple[FloatArray, FloatArray]: ...
 
+    def step_many(
+        self, x: FloatArray, state: FloatArray, level: float
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]: ...
 
-def _std(mean: FloatArray, var: FloatArray, min_std: float, rel_std: float) -> FloatArray:
+
+def _std(
+    mean: FloatArray, var: FloatArray, min_std: float | FloatArray, rel_std: float | FloatArray
+) -> FloatArray:
     """Standard deviation with a floor: a perfectly flat history must not make the first
     tiny wobble a certain anomaly, whatever the units."""
-    floor = min_std + rel_std * np.abs(mean)
-    out: FloatArray = np.sqrt(np.maximum(var, 0.0) + floor * floor)
+    # sqrt(max(var, 0) + floor*floor), floor = min_std + rel_std*|mean|; in place, same order
+    floor = rel_std * np.abs(mean)
+    floor += min_std
+    floor *= floor
+    out: FloatArray = np.maximum(var, _C_ZERO)
+    out += floor
+    return np.sqrt(out, out=out)
+
+
+_C_ZERO, _C_ONE = const(0.0), const(1.0)
+
+
+def _tail_score(diff: FloatArray, std: FloatArray) -> FloatArray:
+    """``tail_to_score(log_normal_tail(diff / std))`` (a new array)."""
+    return tail_to_score(log_normal_tail(diff / std))
+
+
+def _threshold(mean: FloatArray, std: FloatArray, level: float) -> FloatArray:
+    """The input at which a Gaussian tail score reaches ``level``."""
+    out: FloatArray = mean + normal_isf(score_to_log_tail(level)) * std
     return out
 
 
@@ -84,21 +114,35 @@ class GaussianTail:
 
     def score_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
         std = _std(state[:, 1], state[:, 2], self.min_std, self.rel_std)
-        score = tail_to_score(log_normal_tail((x - state[:, 1]) / std))
-        out: FloatArray = np.where(state[:, 0] >= self.min_count, score, 0.0)
+        return self._score(state, x - state[:, 1], std)
+
+    def _score(self, state: FloatArray, diff: FloatArray, std: FloatArray) -> FloatArray:
+        out: FloatArray = np.where(state[:, 0] >= self.min_count, _tail_score(diff, std), 0.0)
         return out
 
     def learn_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
-        count = state[:, 0]
-        mean, var = ewma_update(x, state[:, 1], state[:, 2], ewma_rate(self.decay, count))
-        return np.stack([count + 1.0, mean, var], axis=1)
+        return self._learn(state, x - state[:, 1])
+
+    def _learn(self, state: FloatArray, diff: FloatArray) -> FloatArray:
+        new = np.empty((len(state), self.state_size), dtype=np.float64)
+        count = np.add(state[:, 0], 1.0, out=new[:, 0])
+        rate = np.maximum(self.decay, 1.0 / count)  # ewma_rate(decay, count)
+        ewma_step(diff, state[:, 1], state[:, 2], rate, new[:, 1], new[:, 2])
+        return new
 
     def explain_many(
         self, x: FloatArray, state: FloatArray, level: float
     ) -> tuple[FloatArray, FloatArray]:
         std = _std(state[:, 1], state[:, 2], self.min_std, self.rel_std)
-        threshold: FloatArray = state[:, 1] + normal_isf(score_to_log_tail(level)) * std
-        return x, threshold
+        return x, _threshold(state[:, 1], std, level)
+
+    def step_many(
+        self, x: FloatArray, state: FloatArray, level: float
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        std = _std(state[:, 1], state[:, 2], self.min_std, self.rel_std)
+        diff = x - state[:, 1]
+        threshold = _threshold(state[:, 1], std, level)
+        return self._score(state, diff, std), x, threshold, self._learn(state, diff)
 
 
 class AnomalyLikelihood:
@@ -127,35 +171,71 @@ class AnomalyLikelihood:
         self.learning = learning
         self.min_std = min_std
         self.rel_std = rel_std
+        # the same numbers as 0-d arrays, cheaper operands (see ``stats.const``)
+        self._c = {
+            k: const(v)
+            for k, v in {
+                "keep": 1.0 - short, "short": short, "long": long, "min_std": min_std,
+                "rel_std": rel_std, "ready": max(learning, 2),
+            }.items()
+        }  # fmt: skip
 
     def init_state(self, n: int) -> FloatArray:
         return np.zeros((n, self.state_size), dtype=np.float64)
 
     def _avg(self, x: FloatArray, state: FloatArray) -> FloatArray:
-        out: FloatArray = np.where(
-            state[:, 0] > 0, (1.0 - self.short) * state[:, 1] + self.short * x, x
-        )
+        c = self._c
+        blend = c["keep"] * state[:, 1]
+        blend += c["short"] * x  # (1 - short) * avg + short * x
+        out: FloatArray = np.where(state[:, 0] > _C_ZERO, blend, x)
+        return out
+
+    def _ready(self, state: FloatArray) -> npt.NDArray[np.bool_]:
+        """Engines past the learning period (their scores count)."""
+        out: npt.NDArray[np.bool_] = state[:, 0] >= self._c["ready"]
         return out
 
     def score_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
         avg = self._avg(x, state)
-        std = _std(state[:, 2], state[:, 3], self.min_std, self.rel_std)
-        score = tail_to_score(log_normal_tail((avg - state[:, 2]) / std))
-        out: FloatArray = np.where(state[:, 0] >= max(self.learning, 2), score, 0.0)
+        std = _std(state[:, 2], state[:, 3], self._c["min_std"], self._c["rel_std"])
+        out: FloatArray = np.where(self._ready(state), _tail_score(avg - state[:, 2], std), 0.0)
         return out
 
     def learn_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
-        count = state[:, 0]
         avg = self._avg(x, state)
-        mean, var = ewma_update(avg, state[:, 2], state[:, 3], ewma_rate(self.long, count))
-        return np.stack([count + 1.0, avg, mean, var], axis=1)
+        new = np.empty((len(state), self.state_size), dtype=np.float64)
+        self._learn_into(new, state, avg, avg - state[:, 2])
+        return new
+
+    def _learn_into(
+        self, new: FloatArray, state: FloatArray, avg: FloatArray, diff: FloatArray
+    ) -> FloatArray:
+        """Columns 0..3 of ``new`` = the learned ``[count, short_avg, long_mean, long_var]``
+        (``diff = avg - long_mean``); returns ``1 / (count + 1)`` for further EWMA rates."""
+        count = np.add(state[:, 0], _C_ONE, out=new[:, 0])
+        new[:, 1] = avg
+        inv = _C_ONE / count
+        rate = np.maximum(self._c["long"], inv)  # ewma_rate(long, count)
+        ewma_step(diff, state[:, 2], state[:, 3], rate, new[:, 2], new[:, 3])
+        return inv
 
     def explain_many(
         self, x: FloatArray, state: FloatArray, level: float
     ) -> tuple[FloatArray, FloatArray]:
-        std = _std(state[:, 2], state[:, 3], self.min_std, self.rel_std)
-        threshold: FloatArray = state[:, 2] + normal_isf(score_to_log_tail(level)) * std
-        return self._avg(x, state), threshold
+        std = _std(state[:, 2], state[:, 3], self._c["min_std"], self._c["rel_std"])
+        return self._avg(x, state), _threshold(state[:, 2], std, level)
+
+    def step_many(
+        self, x: FloatArray, state: FloatArray, level: float
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        avg = self._avg(x, state)
+        std = _std(state[:, 2], state[:, 3], self._c["min_std"], self._c["rel_std"])
+        diff = avg - state[:, 2]
+        score: FloatArray = np.where(self._ready(state), _tail_score(diff, std), 0.0)
+        threshold = _threshold(state[:, 2], std, level)
+        new = np.empty((len(state), self.state_size), dtype=np.float64)
+        self._learn_into(new, state, avg, diff)
+        return score, avg, threshold, new
 
 
 class LikelihoodWithSpikes(AnomalyLikelihood):
@@ -189,24 +269,63 @@ class LikelihoodWithSpikes(AnomalyLikelihood):
         self.spike_log_floor = spike_floor * float(np.log(0.1))
         self.spike_decay = spike_decay
         self.spike_rel_std = spike_rel_std
+        self._c.update(
+            spike_log_floor=const(self.spike_log_floor),
+            spike_decay=const(spike_decay),
+            spike_rel_std=const(spike_rel_std),
+        )
 
     def score_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
         smoothed = super().score_many(x, state)
-        std = _std(state[:, 4], state[:, 5], self.min_std, self.spike_rel_std)
-        log_tail = log_normal_tail((x - state[:, 4]) / std)
-        spike = np.where(
-            state[:, 0] >= max(self.learning, 2),
-            np.clip(log_tail / self.spike_log_floor, 0.0, 1.0),
-            0.0,
-        )
-        out: FloatArray = np.maximum(smoothed, spike)
+        log_tail = log_normal_tail((x - state[:, 4]) / self._raw_std(state))
+        return self._max_spike(smoothed, self._ready(state), log_tail)
+
+    def _raw_std(self, state: FloatArray) -> FloatArray:
+        return _std(state[:, 4], state[:, 5], self._c["min_std"], self._c["spike_rel_std"])
+
+    def _max_spike(
+        self, smoothed: FloatArray, ready: npt.NDArray[np.bool_], log_tail: FloatArray
+    ) -> FloatArray:
+        """The larger of the smoothed score and the spike score (from the raw error's
+        ``log_tail``)."""
+        spike = np.where(ready, clip01(log_tail / self._c["spike_log_floor"]), 0.0)
+        out: FloatArray = np.maximum(smoothed, spike, out=spike)
         return out
 
     def learn_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
-        head = super().learn_many(x, state)
-        rate = ewma_rate(self.spike_decay, state[:, 0])
-        mean, var = ewma_update(x, state[:, 4], state[:, 5], rate)
-        return np.concatenate([head, mean[:, None], var[:, None]], axis=1)
+        avg = self._avg(x, state)
+        new = np.empty((len(state), self.state_size), dtype=np.float64)
+        inv = self._learn_into(new, state, avg, avg - state[:, 2])
+        self._learn_raw_into(new, state, inv, x - state[:, 4])
+        return new
+
+    def _learn_raw_into(
+        self, new: FloatArray, state: FloatArray, inv: FloatArray, raw_diff: FloatArray
+    ) -> None:
+        """Columns 4, 5 of ``new``: the raw-error baseline after learning ``x``
+        (``inv = 1 / (count + 1)``, ``raw_diff = x - raw_mean``)."""
+        rate = np.maximum(self._c["spike_decay"], inv)  # ewma_rate(spike_decay, count)
+        ewma_step(raw_diff, state[:, 4], state[:, 5], rate, new[:, 4], new[:, 5])
+
+    def step_many(
+        self, x: FloatArray, state: FloatArray, level: float
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        avg = self._avg(x, state)
+        std = _std(state[:, 2], state[:, 3], self._c["min_std"], self._c["rel_std"])
+        diff = avg - state[:, 2]
+        raw_diff = x - state[:, 4]
+        # Both tails (smoothed and raw error) in one call: at fleet batch sizes the cost is
+        # per call, not per element.
+        m = len(x)
+        log_tail = log_normal_tail(np.concatenate((diff / std, raw_diff / self._raw_std(state))))
+        ready = self._ready(state)
+        smoothed: FloatArray = np.where(ready, tail_to_score(log_tail[:m]), 0.0)
+        score = self._max_spike(smoothed, ready, log_tail[m:])
+        threshold = _threshold(state[:, 2], std, level)
+        new = np.empty((len(state), self.state_size), dtype=np.float64)
+        inv = self._learn_into(new, state, avg, diff)
+        self._learn_raw_into(new, state, inv, raw_diff)
+        return score, avg, threshold, new
 
 
 class NonparametricThreshold:
@@ -291,28 +410,45 @@ class NonparametricThreshold:
         return mean, eps
 
     def score_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
-        s = self._smooth(x, state)
         mean, eps = self._epsilon(state)
+        return self._score(state, self._smooth(x, state), mean, eps)
+
+    def _score(
+        self, state: FloatArray, s: FloatArray, mean: FloatArray, eps: FloatArray
+    ) -> FloatArray:
         ratio = (s - mean) / np.maximum(eps - mean, 1e-300)
-        score = np.clip(self.level * ratio, 0.0, 1.0)
+        score = clip01(self.level * ratio)
         out: FloatArray = np.where(state[:, 0] >= 2, score, 0.0)
         return out
 
     def learn_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
-        s = self._smooth(x, state)
+        return self._learn(state, self._smooth(x, state))
+
+    def _learn(self, state: FloatArray, s: FloatArray) -> FloatArray:
         new = state.copy()
         pos = (state[:, 0] % self.window).astype(np.int64)
-        new[np.arange(len(x)), 2 + pos] = s
+        new[np.arange(len(s)), 2 + pos] = s
         new[:, 0] = state[:, 0] + 1.0
         new[:, 1] = s
         return new
+
+    def _threshold(self, mean: FloatArray, eps: FloatArray, level: float) -> FloatArray:
+        out: FloatArray = mean + (eps - mean) * (level / self.level)
+        return out
 
     def explain_many(
         self, x: FloatArray, state: FloatArray, level: float
     ) -> tuple[FloatArray, FloatArray]:
         mean, eps = self._epsilon(state)
-        threshold: FloatArray = mean + (eps - mean) * (level / self.level)
-        return self._smooth(x, state), threshold
+        return self._smooth(x, state), self._threshold(mean, eps, level)
+
+    def step_many(
+        self, x: FloatArray, state: FloatArray, level: float
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        s = self._smooth(x, state)
+        mean, eps = self._epsilon(state)
+        score = self._score(state, s, mean, eps)
+        return score, s, self._threshold(mean, eps, level), self._learn(state, s)
 
 
 class Thresholded:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.scoring.stats import FloatArray
+from service.scoring.stats import FloatArray, const
 
 WARMUP, NORMAL, WARNING, ALARM = 0, 1, 2, 3
+_C_WARMUP, _C_NORMAL, _C_WARNING = const(WARMUP), const(NORMAL), const(WARNING)
 
 
 class StatusMachine:
@@ -53,6 +54,14 @@ class StatusMachine:
         self.incident_score = incident_score
         #: floats per engine; the incident column exists only when incidents are used
         self.state_size = 6 if incident else 5
+        # the levels as 0-d arrays, cheaper operands (see ``stats.const``)
+        self._c = {
+            k: const(v)
+            for k, v in {
+                "one": 1.0, "warmup": warmup, "warning": warning, "alarm": alarm,
+                "clear": clear, "hold": hold, "clear_hold": self.clear_hold,
+            }.items()
+        }  # fmt: skip
 
     def init_state(self, n: int) -> FloatArray:
         state = np.zeros((n, self.state_size), dtype=np.float64)
@@ -61,23 +70,43 @@ class StatusMachine:
 
     def update(self, score: FloatArray, state: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Advance by one reading per engine; returns (new status codes, new state rows)."""
-        count = state[:, 0] + 1.0
-        status = state[:, 1]
-        warm = count <= self.warmup
-        up_w = np.where(warm | (score < self.warning), 0.0, state[:, 2] + 1.0)
-        up_a = np.where(warm | (score < self.alarm), 0.0, state[:, 3] + 1.0)
-        down = np.where(warm | (score >= self.clear), 0.0, state[:, 4] + 1.0)
+        new_state = np.empty((len(state), self.state_size), dtype=np.float64)
+        return self.update_into(score, state, new_state), new_state
 
-        new = np.where(status == WARMUP, float(NORMAL), status)
-        new = np.where(up_a >= self.hold, float(ALARM), new)
-        new = np.where((up_w >= self.hold) & (new < WARNING), float(WARNING), new)
-        new = np.where((down >= self.clear_hold) & (new > NORMAL), float(NORMAL), new)
-        new = np.where(warm, float(WARMUP), new)
-        if not self.incident:
-            return new, np.stack([count, new, up_w, up_a, down], axis=1)
-        left = state[:, 5]
-        held = left > 0
-        opens = ~held & (new > status) & (new > NORMAL) & (score >= self.incident_score)
-        new = np.where(held | opens, float(ALARM), new)
-        left = np.where(opens, self.incident - 1.0, np.maximum(left - 1.0, 0.0))
-        return new, np.stack([count, new, up_w, up_a, down, left], axis=1)
+    def update_into(self, score: FloatArray, state: FloatArray, out: FloatArray) -> FloatArray:
+        """:meth:`update` writing the new state rows into ``out`` (``(n, state_size)``, for
+        example the status columns of a larger state block); returns the new status codes."""
+        c = self._c
+        one = c["one"]
+        count = np.add(state[:, 0], one, out=out[:, 0])
+        status = state[:, 1]
+        warm = count <= c["warmup"]
+        low_w = score < c["warning"]
+        low_a = score < c["alarm"]
+        high_c = score >= c["clear"]
+        cold = np.count_nonzero(warm) > 0  # after the warm-up (the usual case) none is warm
+        if cold:
+            low_w |= warm
+            low_a |= warm
+            high_c |= warm
+        up_w = np.where(low_w, 0.0, state[:, 2] + one)
+        up_a = np.where(low_a, 0.0, state[:, 3] + one)
+        down = np.where(high_c, 0.0, state[:, 4] + one)
+
+        new = np.where(status == _C_WARMUP, float(NORMAL), status)
+        new = np.where(up_a >= c["hold"], float(ALARM), new)
+        new = np.where((up_w >= c["hold"]) & (new < _C_WARNING), float(WARNING), new)
+        new = np.where((down >= c["clear_hold"]) & (new > _C_NORMAL), float(NORMAL), new)
+        if cold:
+            new = np.where(warm, float(WARMUP), new)
+        if self.incident:
+            left = state[:, 5]
+            held = left > 0
+            opens = ~held & (new > status) & (new > NORMAL) & (score >= self.incident_score)
+            new = np.where(held | opens, float(ALARM), new)
+            out[:, 5] = np.where(opens, self.incident - 1.0, np.maximum(left - 1.0, 0.0))
+        out[:, 1] = new
+        out[:, 2] = up_w
+        out[:, 3] = up_a
+        out[:, 4] = down
+        return new

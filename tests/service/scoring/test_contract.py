@@ -144,3 +144,21 @@ def test_threshold_wraps_a_scorer(scorer: Scorer) -> None:
 
 
 FACTORIES_BY_TYPE: dict[type, Callable[[], Scorer]] = {type(f()): f for f in FACTORIES.values()}
+
+
+def test_step_many_is_score_explain_learn_bit_for_bit(scorer: Scorer) -> None:
+    """The one-pass call the service uses returns exactly what the three separate calls do."""
+    rng = np.random.default_rng(7)
+    xs = _errors(rng, 120, 9)
+    state = scorer.init_state(9)
+    for x in xs:
+        score, value, threshold, learned = scorer.step_many(x, state, 0.42)
+        expect_value, expect_threshold = scorer.explain_many(x, state, 0.42)
+        for got, want in (
+            (score, scorer.score_many(x, state)),
+            (value, expect_value),
+            (threshold, expect_threshold),
+            (learned, scorer.learn_many(x, state)),
+        ):
+            assert got.tobytes() == np.asarray(want).tobytes()
+        state = learned
