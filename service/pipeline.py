@@ -37,7 +37,7 @@ from service.ingest import MessageDecoder
 from service.ingest.columns import ReadingColumns
 from service.metrics import Metrics
 from service.model.tuning import tune_process
-from service.outputs import dead_letter_record, event_record
+from service.outputs import Record, dead_letter_record, event_record
 from service.processor import BatchProcessor, BatchResult
 from service.topics import ensure_topics
 from service.views import status_counts
@@ -48,17 +48,34 @@ log = logging.getLogger(__name__)
 _LATENCY_SAMPLES = 64
 #: Most partition chunks one batch gathers (see Pipeline._poll).
 _MAX_CHUNKS = 12
+#: Changed rows that are sent to the changelog before the commit is due (see _advance).
+_EAGER_ROWS = 256
 
 
 @dataclass
 class _Pending:
-    """Work processed since the last commit."""
+    """Work processed since the last commit began."""
 
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    # Store rows changed and not yet sent to the changelog in this transaction.
     dirty: set[int] = field(default_factory=set)
     event_ts_ms: list[int] = field(default_factory=list)
+    # Anomaly events and dead letters (topic, key, value, headers) not yet sent: they wait
+    # while the previous transaction commits.
+    outbox: list[tuple[str, Record]] = field(default_factory=list)
     started: float = 0.0
     open: bool = False
+    begun: bool = False  # its transaction has begun (exactly-once)
+
+
+@dataclass
+class _Committing:
+    """A transaction whose commit was sent and is not yet acknowledged."""
+
+    result: Any  # kafka-python's TransactionalRequestResult
+    started: float  # perf_counter when the commit began
+    deadline: float  # monotonic
+    event_ts_ms: list[int]
 
 
 class OwnershipListener(Protocol):
@@ -103,12 +120,15 @@ class Pipeline:
         self._revoked: set[TopicPartition] = set()
         self._to_restore: set[TopicPartition] = set()
         self._pending = _Pending()
+        self._committing: _Committing | None = None
         self._consumer: KafkaConsumer | None = None
         self._next_check = 0.0
         self._unstable_since: float | None = None
         self._producer: KafkaProducer | None = None
         # Readings per message, averaged over recent polls (batch messages hold many).
         self._per_message = 1.0
+        # Seconds one batch takes to handle, averaged over recent batches.
+        self._handle_s = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -166,16 +186,12 @@ class Pipeline:
                 self._restore()
             self.ready.set()
             self.metrics.up.set(1)
-            if records:
-                with self.processing_lock:
+            with self.processing_lock:
+                if records:
                     self._drop_revoked(records)
                     if records:
                         self._handle(records)
-            if self._pending.open and (
-                time.monotonic() - self._pending.started >= s.commit_interval_ms / 1000
-            ):
-                with self.processing_lock:
-                    self._commit()
+                self._advance()
             if time.monotonic() >= self._next_check:
                 self._check_broker()
 
@@ -280,7 +296,7 @@ class Pipeline:
 
     def _close(self, *, commit: bool) -> None:
         with self.processing_lock:
-            if commit and self._pending.open:
+            if commit and (self._pending.open or self._committing is not None):
                 try:
                     self._commit()
                 except Exception:
@@ -288,6 +304,7 @@ class Pipeline:
             consumer, producer = self._consumer, self._producer
             self._consumer = self._producer = None
             self._pending = _Pending()
+            self._committing = None
         if consumer is not None:
             try:
                 consumer.close(autocommit=False)
@@ -303,12 +320,10 @@ class Pipeline:
 
     # -- processing ----------------------------------------------------------------------
     def _handle(self, records: dict[TopicPartition, list[Any]]) -> None:
-        assert self._producer is not None
+        """Decode and process ``records``; their outputs wait in the pending work."""
         started = time.perf_counter()
         p = self._pending
         if not p.open:
-            if self.settings.exactly_once:
-                self._producer.begin_transaction()
             p.open, p.started = True, time.monotonic()
         cols = ReadingColumns(self.decoder.channels)
         n_messages = 0
@@ -333,38 +348,74 @@ class Pipeline:
         m.readings.labels("late").inc(result.late)
         m.batch_size.observe(result.processed)
         m.engines_tracked.set(len(self.store))
-        m.batch_seconds.observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        self._handle_s = 0.8 * self._handle_s + 0.2 * took
+        m.batch_seconds.observe(took)
 
     def _dead_letter(self, tp: TopicPartition, rec: Any, exc: InvalidMessageError) -> None:
-        assert self._producer is not None
         log.warning(
             "dead letter %s[%d]@%d: %s", tp.topic, tp.partition, rec.offset, exc
         )
-        key, value, headers = dead_letter_record(
+        self._pending.outbox.append((self.settings.dead_letter_topic, dead_letter_record(
             rec.key, rec.value, rec.headers,
             SourcePosition(tp.topic, tp.partition, rec.offset), exc.reason, exc.detail,
-        )
-        self._producer.send(self.settings.dead_letter_topic, value=value, key=key, headers=headers)
+        )))
         self.metrics.readings.labels("invalid").inc()
         self.metrics.dead_letters.labels(exc.reason).inc()
 
     def _publish(self, result: BatchResult) -> None:
-        assert self._producer is not None
         for event in result.events:
-            key, value, _ = event_record(event)
-            self._producer.send(self.settings.anomalies_topic, value=value, key=key)
+            self._pending.outbox.append((self.settings.anomalies_topic, event_record(event)))
             self.metrics.anomaly_events.labels(str(event.status)).inc()
         if result.events and self.on_events is not None:
             self.on_events(result.events)
         self._pending.dirty |= result.dirty
         self._pending.event_ts_ms.extend(result.event_ts_ms[-_LATENCY_SAMPLES:])
 
-    def _commit(self) -> None:
-        """Write the changelog and commit outputs + offsets (one transaction when EOS)."""
-        assert self._producer is not None and self._consumer is not None
+    # -- committing ----------------------------------------------------------------------
+    def _advance(self) -> None:
+        """Move the pending work towards its commit without waiting for the broker.
+
+        Exactly-once commits are pipelined: the loop goes on consuming and processing
+        while the broker completes a commit, and the next transaction begins (and the
+        outputs processed meanwhile are sent) once it has. A commit starts when the pending
+        work is ``commit_interval_ms`` old.
+
+        When batches are small next to the commit interval (a steady stream, not a
+        backlog), the rows of changed engines go out as soon as there are
+        :data:`_EAGER_ROWS` of them rather than all at the commit: the commit then waits
+        for little more than the broker, which is what the commit latency is made of. An
+        engine that changes again is sent again (the last row of a transaction wins), so
+        under a backlog, where every batch touches most engines, rows wait for the commit.
+        """
+        if self._committing is not None and not self._finish_commit(block=False):
+            return
         p = self._pending
-        started = time.perf_counter()
-        store = self.store
+        if not p.open:
+            return
+        self._begin()
+        interval_s = self.settings.commit_interval_ms / 1000
+        if time.monotonic() - p.started >= interval_s:
+            self._commit(block=False)
+        elif len(p.dirty) >= _EAGER_ROWS and self._handle_s < interval_s / 4:
+            self._send_changelog()
+
+    def _begin(self) -> None:
+        """Begin the pending work's transaction (once) and send its waiting outputs."""
+        assert self._producer is not None
+        p = self._pending
+        if not p.begun:
+            if self.settings.exactly_once:
+                self._producer.begin_transaction()
+            p.begun = True
+        for topic, (key, value, headers) in p.outbox:
+            self._producer.send(topic, value=value, key=key, headers=list(headers) or None)
+        p.outbox.clear()
+
+    def _send_changelog(self) -> None:
+        """Send the current row of every engine changed since the rows were last sent."""
+        assert self._producer is not None
+        p, store = self._pending, self.store
         with store.lock:
             slots = np.fromiter((s for s in p.dirty if store.ids[s]), dtype=np.intp)
             for slot, value, part in zip(
@@ -377,27 +428,71 @@ class Pipeline:
                     value=value,
                     partition=part,
                 )
+        p.dirty.clear()
+
+    def _commit(self, *, block: bool = True) -> None:
+        """Commit the pending work: changelog, outputs and offsets (one transaction when
+        exactly-once). A commit still in flight completes first. With ``block`` (rebalance,
+        shutdown) this returns once the broker has acknowledged; otherwise the loop
+        collects the acknowledgement later (:meth:`_finish_commit`)."""
+        assert self._producer is not None and self._consumer is not None
+        self._finish_commit(block=True)
+        p = self._pending
+        if not p.open:
+            return
+        started = time.perf_counter()
+        self._begin()
+        self._send_changelog()
         offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in p.offsets.items()}
-        if self.settings.exactly_once:
-            tm = self._producer._transaction_manager
-            if offsets:
-                self._await(
-                    tm.send_offsets_to_transaction(offsets, self._consumer.group_metadata()),
-                    "sending offsets to the transaction",
-                )
-            self._await(tm.begin_commit(), "committing the transaction")
-        else:
+        self._pending = _Pending()
+        if not self.settings.exactly_once:
             self._producer.flush(timeout=self.settings.timeout_ms / 1000)
             if offsets:
                 self._consumer.commit(offsets)
+            self._committed(started, p.event_ts_ms)
+            return
+        tm = self._producer._transaction_manager
+        if offsets:
+            self._await(
+                tm.send_offsets_to_transaction(offsets, self._consumer.group_metadata()),
+                "sending offsets to the transaction",
+            )
+        self._committing = _Committing(
+            tm.begin_commit(), started,
+            time.monotonic() + self.settings.timeout_ms / 1000, p.event_ts_ms,
+        )
+        self._producer._sender.wakeup()
+        if block:
+            self._finish_commit(block=True)
+
+    def _finish_commit(self, *, block: bool) -> bool:
+        """Whether no commit is in flight any more; with ``block``, wait for it.
+
+        Raises when the commit failed or ``kafka.timeout_ms`` passed without an answer,
+        which ends the session (the state is restored from what did commit).
+        """
+        c = self._committing
+        if c is None:
+            return True
+        if not c.result.is_done:
+            if not block and time.monotonic() < c.deadline:
+                return False
+            self._await(c.result, "committing the transaction",
+                        max(0.0, c.deadline - time.monotonic()))
+        self._committing = None
+        if c.result.failed:
+            raise c.result.exception
+        self._committed(c.started, c.event_ts_ms)
+        return True
+
+    def _committed(self, started: float, event_ts_ms: list[int]) -> None:
+        """Metrics once a commit is acknowledged."""
         now = time.time()
-        ts = p.event_ts_ms
-        step = max(1, len(ts) // _LATENCY_SAMPLES)
-        for t in ts[::step]:
+        step = max(1, len(event_ts_ms) // _LATENCY_SAMPLES)
+        for t in event_ts_ms[::step]:
             self.metrics.end_to_end_seconds.observe(max(0.0, now - t / 1000))
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.last_processed.set(now)
-        self._pending = _Pending()
         self._refresh_gauges()
 
     def _refresh_gauges(self) -> None:
@@ -454,16 +549,18 @@ class Pipeline:
                 "rejoining with a new consumer"
             )
 
-    def _await(self, result: Any, what: str) -> None:
-        """Wait for a transactional request with a deadline.
+    def _await(self, result: Any, what: str, timeout_s: float | None = None) -> None:
+        """Wait for a transactional request with a deadline (default ``kafka.timeout_ms``).
 
         kafka-python's ``commit_transaction`` and ``send_offsets_to_transaction`` wait without
         one, which would hang the loop forever while the broker is away; these are the same
-        calls with ``kafka.timeout_ms``.
+        calls with a deadline.
         """
         assert self._producer is not None
         self._producer._sender.wakeup()
-        if not result.wait(timeout_ms=self.settings.timeout_ms):
+        if timeout_s is None:
+            timeout_s = self.settings.timeout_ms / 1000
+        if not result.wait(timeout_ms=timeout_s * 1000):
             raise BrokerUnavailableError(
                 f"{what} did not complete in {self.settings.timeout_ms} ms"
             )
@@ -474,7 +571,7 @@ class Pipeline:
         with self._pause_lock:
             self._revoked |= partitions
         with self.processing_lock:
-            if self._pending.open:
+            if self._pending.open or self._committing is not None:
                 self._commit()
             parts = {tp.partition for tp in partitions}
             if self.ownership is not None:
@@ -492,7 +589,13 @@ class Pipeline:
         with self._pause_lock:
             self._revoked |= partitions
         with self.processing_lock:
-            if self._pending.open and self.settings.exactly_once and self._producer:
+            if self._committing is not None:  # it may still succeed: the fence is per instance
+                try:
+                    self._finish_commit(block=True)
+                except Exception:
+                    log.exception("the commit in flight when partitions were lost failed")
+                self._committing = None
+            if self._pending.begun and self.settings.exactly_once and self._producer:
                 try:
                     self._producer.abort_transaction()
                 except Exception:
