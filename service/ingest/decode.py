@@ -282,7 +282,10 @@ class MessageDecoder:
             v = raw[channel]
             if type(v) is not float and (isinstance(v, bool) or not isinstance(v, int)):
                 raise InvalidMessageError("bad_values", f"{_at(index)}{channel} is not a number")
-            fv = float(v)
+            try:
+                fv = float(v)
+            except OverflowError:  # an integer beyond float range: as infinite as 1e400
+                fv = math.inf
             if not math.isfinite(fv):
                 raise InvalidMessageError("non_finite", f"{_at(index)}{channel} is {v!r}")
             values.append(fv)

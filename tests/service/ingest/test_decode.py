@@ -63,6 +63,8 @@ BAD: list[tuple[bytes | None, bytes | None, str]] = [
     (("{" + OK + ',"values":{"rms":NaN}}').encode(), None, "non_finite"),
     (("{" + OK + ',"values":{"rms":Infinity}}').encode(), None, "non_finite"),
     (("{" + OK + ',"values":{"rms":1e999}}').encode(), None, "non_finite"),
+    # An integer beyond float range (float() would raise OverflowError).
+    (("{" + OK + ',"values":{"rms":1' + "0" * 400 + "}}").encode(), None, "non_finite"),
     (("{" + OK + ',"values":{"vib":1}}').encode(), None, "missing_channel"),
     (b'{"engine_id":"e","readings":[]}', None, "empty_batch"),
     (b'{"engine_id":"e","readings":[' + b",".join(
