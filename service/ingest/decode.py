@@ -238,7 +238,8 @@ class MessageDecoder:
         engine_id = doc.get("engine_id")
         if engine_id is None:
             raise InvalidMessageError("missing_field", "engine_id is missing")
-        if engine_id not in self._valid_ids:
+        # A list or object is unhashable: check the type before the set lookup.
+        if type(engine_id) is not str or engine_id not in self._valid_ids:
             if not isinstance(engine_id, str) or not _ENGINE_ID.fullmatch(engine_id):
                 raise InvalidMessageError(
                     "bad_engine_id", "engine_id must be 1-64 characters of [A-Za-z0-9._:-]"

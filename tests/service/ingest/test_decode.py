@@ -52,6 +52,9 @@ BAD: list[tuple[bytes | None, bytes | None, str]] = [
     (b'{"engine_id":"' + b"x" * 65 + b'","ts":1795608000000,"values":{"rms":1}}', None,
      "bad_engine_id"),
     (b'{"engine_id":7,"ts":1795608000000,"values":{"rms":1}}', None, "bad_engine_id"),
+    # Unhashable ids (the decoder's cache of valid ids is a set).
+    (b'{"engine_id":{"a":1},"ts":1795608000000,"values":{"rms":1}}', None, "bad_engine_id"),
+    (b'{"engine_id":["e1"],"ts":1795608000000,"values":{"rms":1}}', None, "bad_engine_id"),
     (("{" + OK + ',"values":{"rms":1}}').encode(), b"other", "key_mismatch"),
     (b'{"engine_id":"e","ts":"yesterday","values":{"rms":1}}', None, "bad_timestamp"),
     (b'{"engine_id":"e","ts":"2026-11-25T12:00:00","values":{"rms":1}}', None, "bad_timestamp"),
