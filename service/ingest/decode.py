@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from service.domain import Reading
 from service.errors import InvalidMessageError
 from service.ingest.columns import ReadingColumns
@@ -125,14 +127,9 @@ class MessageDecoder:
         if len(value) > self.max_bytes:
             raise InvalidMessageError("oversize", f"{len(value)} bytes > limit {self.max_bytes}")
         try:
-            # What json.loads(bytes) does, without its encoding detection for the usual
-            # case: an object ('{' then a non-NUL byte) is UTF-8 there too.
-            if value[:1] == b"{" and value[1:2] != b"\x00":
-                doc = json.loads(value.decode("utf-8", "surrogatepass"))
-            else:
-                doc = json.loads(value)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InvalidMessageError("not_json", str(exc)[:200]) from None
+            doc = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            doc = _loads(value)
         if not isinstance(doc, dict):
             raise InvalidMessageError("not_object", f"top level is {type(doc).__name__}")
         engine_id = self._engine_id(doc, key)
@@ -291,6 +288,25 @@ class MessageDecoder:
                 raise InvalidMessageError("non_finite", f"{_at(index)}{channel} is {v!r}")
             values.append(fv)
         return ts, values
+
+
+def _loads(value: bytes) -> Any:
+    """``json.loads``, for what orjson rejects (NaN and Infinity, lone surrogates, a BOM,
+    malformed JSON), so that the decoder accepts and rejects exactly what it did with the
+    standard library alone; raises ``not_json``.
+
+    orjson parses everything else 3-6x faster with the same result, but for one case: an
+    integer beyond 64 bits becomes a float there, which the checks reject the same way
+    (out-of-range timestamp) or turn into the same float (a value).
+    """
+    try:
+        # What json.loads(bytes) does, without its encoding detection for the usual
+        # case: an object ('{' then a non-NUL byte) is UTF-8 there too.
+        if value[:1] == b"{" and value[1:2] != b"\x00":
+            return json.loads(value.decode("utf-8", "surrogatepass"))
+        return json.loads(value)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidMessageError("not_json", str(exc)[:200]) from None
 
 
 def _at(index: int | None) -> str:
