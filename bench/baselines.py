@@ -23,7 +23,6 @@ import json
 import multiprocessing as mp
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -67,14 +66,21 @@ def _load_keras(artifact: Path) -> Any:
 
 def _polls(bootstrap: str, topic: str) -> Iterator[list[tuple[str, list[float]]]]:
     """Per poll: (engine id, its values in this message) for every message, in order."""
-    from kafka import KafkaConsumer
+    from kafka import KafkaConsumer, TopicPartition
 
+    # Assigned, not subscribed: no group join, which on a loaded box can take longer
+    # than the idle limit below and end the baseline before its first record.
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"bench-baseline-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=5000,
+        bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000,
         isolation_level="read_committed", fetch_max_bytes=50 << 20,
     )
     try:
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            raise RuntimeError(f"baseline: no partitions for topic {topic}")
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
         idle = 0
         while idle < 50:
             records = consumer.poll(timeout_ms=100)
@@ -123,12 +129,19 @@ def naive(bootstrap: str, ds: Dataset, artifact: Path, sample: int) -> BaselineR
                 break
         if n >= sample:
             break
-    took = time.perf_counter() - started
+    took = _elapsed(started, n, "naive", ds.topic)
     return BaselineResult(
         "naive", ds.topic, n, round(took, 3), round(n / took, 2),
         f"Keras model.predict per reading, window {WINDOW}; measured on {n} readings and "
         "extrapolated",
     )
+
+
+def _elapsed(started: float, n: int, name: str, topic: str) -> float:
+    """Seconds since ``started`` (the first poll); raises if no reading was consumed."""
+    if not n:
+        raise RuntimeError(f"{name} baseline: no readings consumed from {topic}")
+    return time.perf_counter() - started
 
 
 def _compiled(model: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -178,7 +191,7 @@ def rewindow(bootstrap: str, ds: Dataset, artifact: Path, budget_s: float) -> Ba
         n += len(x)
         if n >= ds.readings or time.perf_counter() - started > budget_s:
             break
-    took = time.perf_counter() - started
+    took = _elapsed(started, n, "rewindow", ds.topic)
     return BaselineResult(
         "rewindow", ds.topic, n, round(took, 3), round(n / took, 1),
         f"one XLA tf.function call per poll over every new reading's window ({WINDOW}); "
