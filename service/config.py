@@ -34,7 +34,14 @@ class KafkaSettings(_Section):
     client_id: str = Field("vibewatch", min_length=1)
     poll_timeout_ms: int = Field(100, ge=1, le=10_000, description="Longest wait in one poll.")
     max_poll_records: int = Field(5000, ge=1, le=1_000_000, description="Records per poll.")
-    commit_interval_ms: int = Field(200, ge=1, le=60_000, description="Offset commit interval.")
+    commit_interval_ms: int = Field(
+        100, ge=1, le=60_000,
+        description="Commit interval (state, outputs, offsets) while the service keeps up.",
+    )
+    catch_up_commit_interval_ms: int = Field(
+        500, ge=1, le=60_000,
+        description="Commit interval while it works through a backlog (fewer state rows).",
+    )
     session_timeout_ms: int = Field(10_000, ge=6_000, le=300_000)
     heartbeat_interval_ms: int = Field(3_000, ge=500, le=100_000)
     max_message_bytes: int = Field(1_048_576, ge=256, description="Size limit.")
@@ -164,6 +171,10 @@ def load_settings(**overrides: Any) -> Settings:
     if codec != "none" and not getattr(kafka.codec, f"has_{codec}")():
         raise ConfigError(
             "kafka.compression", f"the {codec} library is not installed (pip install {codec})"
+        )
+    if settings.kafka.catch_up_commit_interval_ms < settings.kafka.commit_interval_ms:
+        raise ConfigError(
+            "kafka.catch_up_commit_interval_ms", "must be at least commit_interval_ms"
         )
     if settings.kafka.heartbeat_interval_ms * 3 > settings.kafka.session_timeout_ms:
         raise ConfigError(

@@ -72,7 +72,8 @@ class _Pending:
 class _Committing:
     """A transaction whose commit was sent and is not yet acknowledged."""
 
-    result: Any  # kafka-python's TransactionalRequestResult
+    result: Any  # kafka-python's TransactionalRequestResult of the EndTxn
+    offsets: Any  # and of the offsets (None without offsets): it completes first
     started: float  # perf_counter when the commit began
     deadline: float  # monotonic
     event_ts_ms: list[int]
@@ -127,8 +128,8 @@ class Pipeline:
         self._producer: KafkaProducer | None = None
         # Readings per message, averaged over recent polls (batch messages hold many).
         self._per_message = 1.0
-        # Seconds one batch takes to handle, averaged over recent batches.
-        self._handle_s = 0.0
+        # Whether the last poll was full: records are waiting (a backlog, see _advance).
+        self._catching_up = False
 
     # -- lifecycle -----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -217,6 +218,7 @@ class Pipeline:
         records: dict[TopicPartition, list[Any]] = consumer.poll(
             timeout_ms=s.poll_timeout_ms, max_records=chunk
         )
+        self._catching_up = sum(map(len, records.values())) >= chunk
         if not records:
             return records
         return self._gather(consumer, records, chunk)
@@ -227,6 +229,9 @@ class Pipeline:
         """The rest of :meth:`_poll`: the other partitions' chunks, into ``records``."""
         paused: list[TopicPartition] = []
         misses = 0
+        # Under a backlog, wait a little for the other partitions' fetches: a batch that
+        # spans more engines is processed in fewer, wider rounds.
+        wait_ms = 5 if self._catching_up else 0
         try:
             # kafka-python restores one parked partition per poll, so a poll may come back
             # empty while others are still parked: stop after two empty polls in a row.
@@ -237,7 +242,7 @@ class Pipeline:
                 if len(paused) >= _MAX_CHUNKS or misses == 2:
                     break
                 _unpark(consumer)
-                more = consumer.poll(timeout_ms=0, max_records=chunk)
+                more = consumer.poll(timeout_ms=wait_ms, max_records=chunk)
                 misses = 0 if more else misses + 1
                 for tp, recs in more.items():
                     records.setdefault(tp, []).extend(recs)
@@ -348,9 +353,7 @@ class Pipeline:
         m.readings.labels("late").inc(result.late)
         m.batch_size.observe(result.processed)
         m.engines_tracked.set(len(self.store))
-        took = time.perf_counter() - started
-        self._handle_s = 0.8 * self._handle_s + 0.2 * took
-        m.batch_seconds.observe(took)
+        m.batch_seconds.observe(time.perf_counter() - started)
 
     def _dead_letter(self, tp: TopicPartition, rec: Any, exc: InvalidMessageError) -> None:
         log.warning(
@@ -378,15 +381,19 @@ class Pipeline:
 
         Exactly-once commits are pipelined: the loop goes on consuming and processing
         while the broker completes a commit, and the next transaction begins (and the
-        outputs processed meanwhile are sent) once it has. A commit starts when the pending
-        work is ``commit_interval_ms`` old.
+        outputs processed meanwhile are sent) once it has.
 
-        When batches are small next to the commit interval (a steady stream, not a
-        backlog), the rows of changed engines go out as soon as there are
-        :data:`_EAGER_ROWS` of them rather than all at the commit: the commit then waits
-        for little more than the broker, which is what the commit latency is made of. An
-        engine that changes again is sent again (the last row of a transaction wins), so
-        under a backlog, where every batch touches most engines, rows wait for the commit.
+        Two regimes, told apart by the last poll: full (``max_poll_records``) means more
+        records are waiting.
+
+        - Keeping up: a commit starts when the pending work is ``commit_interval_ms``
+          old, and the rows of changed engines go out as soon as there are
+          :data:`_EAGER_ROWS` of them rather than all at the commit, so the commit waits
+          for little more than the broker (latency). An engine that changes again is sent
+          again; the last row of a transaction wins.
+        - Catching up (a backlog): commits are ``catch_up_commit_interval_ms`` apart and
+          rows wait for the commit, so each changed engine's row is written once for more
+          readings (throughput; the backlog itself is the latency then).
         """
         if self._committing is not None and not self._finish_commit(block=False):
             return
@@ -394,10 +401,12 @@ class Pipeline:
         if not p.open:
             return
         self._begin()
-        interval_s = self.settings.commit_interval_ms / 1000
-        if time.monotonic() - p.started >= interval_s:
+        s = self.settings
+        keeping_up = not self._catching_up
+        interval_ms = s.commit_interval_ms if keeping_up else s.catch_up_commit_interval_ms
+        if time.monotonic() - p.started >= interval_ms / 1000:
             self._commit(block=False)
-        elif len(p.dirty) >= _EAGER_ROWS and self._handle_s < interval_s / 4:
+        elif keeping_up and len(p.dirty) >= _EAGER_ROWS:
             self._send_changelog()
 
     def _begin(self) -> None:
@@ -451,14 +460,16 @@ class Pipeline:
                 self._consumer.commit(offsets)
             self._committed(started, p.event_ts_ms)
             return
+        # Neither request is waited for here: kafka-python's transaction manager sends
+        # one transactional request at a time, by priority, so AddOffsetsToTxn and then
+        # TxnOffsetCommit go before EndTxn, which also waits until the records are sent.
         tm = self._producer._transaction_manager
-        if offsets:
-            self._await(
-                tm.send_offsets_to_transaction(offsets, self._consumer.group_metadata()),
-                "sending offsets to the transaction",
-            )
+        sent = (
+            tm.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
+            if offsets else None
+        )
         self._committing = _Committing(
-            tm.begin_commit(), started,
+            tm.begin_commit(), sent, started,
             time.monotonic() + self.settings.timeout_ms / 1000, p.event_ts_ms,
         )
         self._producer._sender.wakeup()
@@ -480,8 +491,9 @@ class Pipeline:
             self._await(c.result, "committing the transaction",
                         max(0.0, c.deadline - time.monotonic()))
         self._committing = None
-        if c.result.failed:
-            raise c.result.exception
+        for result in (c.offsets, c.result):
+            if result is not None and result.failed:
+                raise result.exception
         self._committed(c.started, c.event_ts_ms)
         return True
 
@@ -549,17 +561,14 @@ class Pipeline:
                 "rejoining with a new consumer"
             )
 
-    def _await(self, result: Any, what: str, timeout_s: float | None = None) -> None:
-        """Wait for a transactional request with a deadline (default ``kafka.timeout_ms``).
+    def _await(self, result: Any, what: str, timeout_s: float) -> None:
+        """Wait for a transactional request with a deadline.
 
-        kafka-python's ``commit_transaction`` and ``send_offsets_to_transaction`` wait without
-        one, which would hang the loop forever while the broker is away; these are the same
-        calls with a deadline.
+        kafka-python's ``commit_transaction`` waits without one, which would hang the loop
+        forever while the broker is away; this is the same wait with a deadline.
         """
         assert self._producer is not None
         self._producer._sender.wakeup()
-        if timeout_s is None:
-            timeout_s = self.settings.timeout_ms / 1000
         if not result.wait(timeout_ms=timeout_s * 1000):
             raise BrokerUnavailableError(
                 f"{what} did not complete in {self.settings.timeout_ms} ms"

@@ -27,6 +27,8 @@ from service.scoring.params import ScoringParams
         ({"kafka": {"heartbeat_interval_ms": 5000, "session_timeout_ms": 6000}},
          "kafka.heartbeat_interval_ms"),
         ({"kafka": {"unknown_setting": 1}}, "kafka.unknown_setting"),
+        ({"kafka": {"commit_interval_ms": 300, "catch_up_commit_interval_ms": 200}},
+         "kafka.catch_up_commit_interval_ms"),
     ],
 )
 def test_bad_setting_is_named(overrides: dict[str, dict[str, object]], setting: str) -> None:
