@@ -50,6 +50,8 @@ _LATENCY_SAMPLES = 64
 _MAX_CHUNKS = 12
 #: Changed rows that are sent to the changelog before the commit is due (see _advance).
 _EAGER_ROWS = 256
+#: Changelog rows encoded at a time.
+_ENCODE_BLOCK = 1024
 
 
 @dataclass
@@ -426,17 +428,21 @@ class Pipeline:
         assert self._producer is not None
         p, store = self._pending, self.store
         with store.lock:
-            slots = np.fromiter((s for s in p.dirty if store.ids[s]), dtype=np.intp)
-            for slot, value, part in zip(
-                slots.tolist(), store.encode_rows(slots), store.partition[slots].tolist(),
-                strict=True,
-            ):
-                self._producer.send(
-                    self.settings.changelog_topic,
-                    key=store.ids[slot].encode(),
-                    value=value,
-                    partition=part,
-                )
+            dirty = np.fromiter((s for s in p.dirty if store.ids[s]), dtype=np.intp)
+            # Encoded a block at a time: all rows at once would hold two copies of every
+            # row (table and bytes) next to the producer's, ~55 MB at 10,000 engines.
+            for block in range(0, len(dirty), _ENCODE_BLOCK):
+                slots = dirty[block:block + _ENCODE_BLOCK]
+                for slot, value, part in zip(
+                    slots.tolist(), store.encode_rows(slots), store.partition[slots].tolist(),
+                    strict=True,
+                ):
+                    self._producer.send(
+                        self.settings.changelog_topic,
+                        key=store.ids[slot].encode(),
+                        value=value,
+                        partition=part,
+                    )
         p.dirty.clear()
 
     def _commit(self, *, block: bool = True) -> None:
