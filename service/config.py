@@ -33,7 +33,10 @@ class KafkaSettings(_Section):
     group_id: str = Field("vibewatch", min_length=1, description="Consumer group of the service.")
     client_id: str = Field("vibewatch", min_length=1)
     poll_timeout_ms: int = Field(100, ge=1, le=10_000, description="Longest wait in one poll.")
-    max_poll_records: int = Field(5000, ge=1, le=1_000_000, description="Records per poll.")
+    max_poll_records: int = Field(
+        20_000, ge=1, le=1_000_000,
+        description="Readings one batch takes from each partition (a backlog's batch size).",
+    )
     commit_interval_ms: int = Field(
         100, ge=1, le=60_000,
         description="Commit interval (state, outputs, offsets) while the service keeps up.",
