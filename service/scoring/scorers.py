@@ -195,17 +195,34 @@ class AnomalyLikelihood:
         out: npt.NDArray[np.bool_] = state[:, 0] >= self._c["ready"]
         return out
 
-    def score_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
+    def _spread(self, state: FloatArray) -> FloatArray:
+        """The long-run spread of the smoothed error (columns 2, 3), floored."""
+        return _std(state[:, 2], state[:, 3], self._c["min_std"], self._c["rel_std"])
+
+    def _moments(
+        self, x: FloatArray, state: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The smoothed error after ``x``, the spread, and the error's distance from the
+        long-run mean."""
         avg = self._avg(x, state)
-        std = _std(state[:, 2], state[:, 3], self._c["min_std"], self._c["rel_std"])
-        out: FloatArray = np.where(self._ready(state), _tail_score(avg - state[:, 2], std), 0.0)
+        return avg, self._spread(state), avg - state[:, 2]
+
+    def score_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
+        _, std, diff = self._moments(x, state)
+        out: FloatArray = np.where(self._ready(state), _tail_score(diff, std), 0.0)
         return out
 
     def learn_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
         avg = self._avg(x, state)
+        return self._learned(state, avg, avg - state[:, 2])[0]
+
+    def _learned(
+        self, state: FloatArray, avg: FloatArray, diff: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """A new state with columns 0..3 learned (:meth:`_learn_into`), and its
+        ``1 / (count + 1)``."""
         new = np.empty((len(state), self.state_size), dtype=np.float64)
-        self._learn_into(new, state, avg, avg - state[:, 2])
-        return new
+        return new, self._learn_into(new, state, avg, diff)
 
     def _learn_into(
         self, new: FloatArray, state: FloatArray, avg: FloatArray, diff: FloatArray
@@ -222,20 +239,15 @@ class AnomalyLikelihood:
     def explain_many(
         self, x: FloatArray, state: FloatArray, level: float
     ) -> tuple[FloatArray, FloatArray]:
-        std = _std(state[:, 2], state[:, 3], self._c["min_std"], self._c["rel_std"])
-        return self._avg(x, state), _threshold(state[:, 2], std, level)
+        return self._avg(x, state), _threshold(state[:, 2], self._spread(state), level)
 
     def step_many(
         self, x: FloatArray, state: FloatArray, level: float
     ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-        avg = self._avg(x, state)
-        std = _std(state[:, 2], state[:, 3], self._c["min_std"], self._c["rel_std"])
-        diff = avg - state[:, 2]
+        avg, std, diff = self._moments(x, state)
         score: FloatArray = np.where(self._ready(state), _tail_score(diff, std), 0.0)
         threshold = _threshold(state[:, 2], std, level)
-        new = np.empty((len(state), self.state_size), dtype=np.float64)
-        self._learn_into(new, state, avg, diff)
-        return score, avg, threshold, new
+        return score, avg, threshold, self._learned(state, avg, diff)[0]
 
 
 class LikelihoodWithSpikes(AnomalyLikelihood):
@@ -294,8 +306,7 @@ class LikelihoodWithSpikes(AnomalyLikelihood):
 
     def learn_many(self, x: FloatArray, state: FloatArray) -> FloatArray:
         avg = self._avg(x, state)
-        new = np.empty((len(state), self.state_size), dtype=np.float64)
-        inv = self._learn_into(new, state, avg, avg - state[:, 2])
+        new, inv = self._learned(state, avg, avg - state[:, 2])
         self._learn_raw_into(new, state, inv, x - state[:, 4])
         return new
 
@@ -310,9 +321,7 @@ class LikelihoodWithSpikes(AnomalyLikelihood):
     def step_many(
         self, x: FloatArray, state: FloatArray, level: float
     ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-        avg = self._avg(x, state)
-        std = _std(state[:, 2], state[:, 3], self._c["min_std"], self._c["rel_std"])
-        diff = avg - state[:, 2]
+        avg, std, diff = self._moments(x, state)
         raw_diff = x - state[:, 4]
         # Both tails (smoothed and raw error) in one call: at fleet batch sizes the cost is
         # per call, not per element.
@@ -322,8 +331,7 @@ class LikelihoodWithSpikes(AnomalyLikelihood):
         smoothed: FloatArray = np.where(ready, tail_to_score(log_tail[:m]), 0.0)
         score = self._max_spike(smoothed, ready, log_tail[m:])
         threshold = _threshold(state[:, 2], std, level)
-        new = np.empty((len(state), self.state_size), dtype=np.float64)
-        inv = self._learn_into(new, state, avg, diff)
+        new, inv = self._learned(state, avg, diff)
         self._learn_raw_into(new, state, inv, raw_diff)
         return score, avg, threshold, new
 
