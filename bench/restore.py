@@ -1,7 +1,7 @@
 """Changelog restore time: how long a newly assigned instance takes to load its engines.
 
 Writes ``engines`` full state records (window 256, LSTM(64), the default scoring) to a
-compacted changelog topic with 6 partitions, then times ``service.restore.restore_partitions``
+compacted changelog topic with 6 partitions, then times ``service.kafka.restore.restore_partitions``
 for all six partitions into an empty store, as an instance does after a restart.
 
     .venv/bin/python bench/restore.py --engines 10000 100000 [--bootstrap HOST:PORT]
@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.broker import running_broker
 from service.config import DEFAULT_ARTIFACT, ScoringSettings, load_settings
+from service.kafka.restore import restore_partitions
 from service.model import load_streaming_model
-from service.restore import restore_partitions
 from service.scoring import EngineScoring
 from service.state import EngineStore
 

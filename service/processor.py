@@ -1,6 +1,6 @@
 """Apply a batch of decoded readings to the per-engine state: step, score, detect changes.
 
-No Kafka here: the processor is driven by :mod:`service.pipeline` in production and by
+No Kafka here: the processor is driven by :mod:`service.kafka.pipeline` in production and by
 plain lists in unit tests. Readings of one engine are applied in order; the readings of
 all engines are applied in rounds, each round one array call for every engine that still
 has a reading, so the per-reading cost is one batched LSTM step.
@@ -196,12 +196,14 @@ class BatchProcessor:
         if first.any():
             store.status_since[slots[first]] = ts[first]
 
+        store.scored_pred[scored] = store.last_pred[scored]
         pred, state = self.model.step(x, store.model_state[slots])
         store.model_state[slots] = state
         store.last_pred[slots] = pred
         store.has_pred[slots] = True
         store.push(slots, x, ts)
         store.last_seen[slots] = int(self.clock() * 1000)
+        store.changed_seq[slots] = store.seq
         result.processed += int(slots.size)
         result.dirty.update(slots.tolist())
         result.event_ts_ms.extend(ts.tolist())

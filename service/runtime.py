@@ -16,12 +16,12 @@ from prometheus_client import CollectorRegistry
 from service.config import Settings
 from service.domain import AnomalyEvent
 from service.errors import ArtifactError
-from service.fleet_view import FleetView
 from service.ingest import MessageDecoder
+from service.kafka.fleet_view import FleetView
+from service.kafka.pipeline import Pipeline
 from service.memory import MemoryTrimmer
 from service.metrics import Metrics
 from service.model import StreamingModel, load_streaming_model
-from service.pipeline import Pipeline
 from service.processor import BatchProcessor, StepModel
 from service.scoring import STATUS_ORDER, EngineScoring
 from service.state import EngineStore
@@ -61,7 +61,7 @@ class Runtime:
             model_state_size=self.model.state_size,
             score_state_size=self.scoring.state_size,
         )
-        # Engines owned by other instances, as of their last commit (see service.fleet_view).
+        # Engines owned by other instances, as of their last commit (see service.kafka.fleet_view).
         self.fleet_store = EngineStore(
             window=settings.state.window,
             channels=len(self.model.channels),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,7 @@ class EngineStore:
         grow("count", (), np.int64)
         grow("last_ts", (), np.int64, _NO_TS)
         grow("last_pred", (self.channels,), np.float64)
+        grow("scored_pred", (self.channels,), np.float64, np.nan)
         grow("has_pred", (), np.bool_)
         grow("score_state", (self.score_state_size,), np.float64)
         grow("status_since", (), np.int64)
@@ -73,6 +75,9 @@ class EngineStore:
         grow("error", (), np.float64, np.nan)
         grow("threshold", (), np.float64, np.nan)
         grow("resets", (), np.int32)
+        # Not part of the changelog row: which processing batch last changed the row (see
+        # ``seq`` and ``committed_seq``).
+        grow("changed_seq", (), np.int64)
         self.capacity = cap
 
     model_state: F32
@@ -81,6 +86,7 @@ class EngineStore:
     count: I64
     last_ts: I64
     last_pred: F64
+    scored_pred: F64
     has_pred: npt.NDArray[np.bool_]
     score_state: F64
     status_since: I64
@@ -91,6 +97,14 @@ class EngineStore:
     error: F64
     threshold: F64
     resets: npt.NDArray[np.int32]
+    changed_seq: I64
+    #: Number of the processing batch now being applied (the pipeline counts them); rows it
+    #: changes get it in ``changed_seq``.
+    seq: int = 0
+    #: Highest batch number whose results are committed (exactly-once: in an acknowledged
+    #: transaction). A row with ``changed_seq > committed_seq`` shows results not yet
+    #: committed.
+    committed_seq: int = 0
 
     def __len__(self) -> int:
         return len(self.index)
@@ -136,6 +150,7 @@ class EngineStore:
         self.count[slot] = 0
         self.last_ts[slot] = _NO_TS
         self.last_pred[slot] = 0.0
+        self.scored_pred[slot] = np.nan
         self.has_pred[slot] = False
         self.score_state[slot] = init_score
         self.status_since[slot] = 0
@@ -145,6 +160,11 @@ class EngineStore:
         self.error[slot] = np.nan
         self.threshold[slot] = np.nan
         self.resets[slot] = 0
+        self.changed_seq[slot] = 0
+
+    def committed(self, slot: int) -> bool:
+        """Whether the row's latest change is committed (see ``committed_seq``)."""
+        return int(self.changed_seq[slot]) <= self.committed_seq
 
     def engines_of(self, partitions: set[int]) -> list[str]:
         """Ids of the tracked engines of ``partitions``."""
@@ -210,10 +230,19 @@ class EngineStore:
 
     # -- changelog records ----------------------------------------------------------------
     _ROW_FIELDS = (
-        "model_state", "ring", "ring_ts", "count", "last_ts", "last_pred", "has_pred",
-        "score_state", "status_since", "last_seen", "partition", "status", "score", "error",
-        "threshold", "resets",
+        "model_state", "ring", "ring_ts", "count", "last_ts", "last_pred", "scored_pred",
+        "has_pred", "score_state", "status_since", "last_seen", "partition", "status",
+        "score", "error", "threshold", "resets",
     )
+
+    def _header(self) -> bytes:
+        return _HEADER.pack(
+            _MAGIC, self.window, self.channels, self.model_state_size, self.score_state_size
+        )
+
+    def row_size(self) -> int:
+        """Bytes of one :meth:`encode_row` record with this store's dimensions."""
+        return _HEADER.size + sum(int(getattr(self, f)[0].nbytes) for f in self._ROW_FIELDS)
 
     def encode_row(self, slot: int) -> bytes:
         """The full state of one row as bytes (a changelog value); restored bit for bit."""
@@ -224,33 +253,32 @@ class EngineStore:
         n = len(slots)
         if not n:
             return []
-        head = np.frombuffer(
-            _HEADER.pack(
-                _MAGIC, self.window, self.channels, self.model_state_size,
-                self.score_state_size,
-            ),
-            dtype=np.uint8,
-        )
+        return [row.tobytes() for row in self.encode_table(slots)]
+
+    def encode_table(self, slots: npt.NDArray[np.intp]) -> npt.NDArray[np.uint8]:
+        """The records of ``slots`` as one ``(n, row_size)`` byte table (a checkpoint)."""
+        n = len(slots)
+        head = np.frombuffer(self._header(), dtype=np.uint8)
         parts = [np.broadcast_to(head, (n, head.size))]
         for f in self._ROW_FIELDS:
             rows = np.ascontiguousarray(getattr(self, f)[slots])
             parts.append(rows.view(np.uint8).reshape(n, -1))
-        table = np.concatenate(parts, axis=1)
-        return [row.tobytes() for row in table]
+        return np.concatenate(parts, axis=1)
 
     def decode_row(self, data: bytes) -> dict[str, npt.NDArray[Any]]:
         """The fields of an :meth:`encode_row` record, in this store's dtypes.
 
         Reads the current layout and the older ones in :data:`_LEGACY` (converted: a
-        ``VWS1`` record's int64 window timestamps become ts mod 2**32). Raises
-        ``ValueError`` for another format, other dimensions, or a truncated record.
+        ``VWS1`` record's int64 window timestamps become ts mod 2**32; a field an older
+        layout lacks is absent from the result). Raises ``ValueError`` for another format,
+        other dimensions, or a truncated record.
         """
-        legacy = _LEGACY.get(self._check_header(data), {})
+        layout = _LEGACY.get(self._check_header(data), _CURRENT)
         out: dict[str, npt.NDArray[Any]] = {}
         off = _HEADER.size
-        for f in self._ROW_FIELDS:
+        for f in layout.fields:
             arr = getattr(self, f)
-            dtype = legacy.get(f, arr.dtype)
+            dtype = layout.dtypes.get(f, arr.dtype)
             n = int(np.prod(arr.shape[1:], dtype=np.int64)) if arr.ndim > 1 else 1
             if off + n * dtype.itemsize > len(data):
                 raise ValueError("state record is truncated")
@@ -288,6 +316,46 @@ class EngineStore:
                 slot = self._new_slot(engine_id, init_score)
             for f, value in fields.items():
                 getattr(self, f)[slot] = value
+            if "scored_pred" not in fields:  # an older format
+                self.scored_pred[slot] = np.nan
+            self.changed_seq[slot] = 0
+
+    def restore_table(
+        self, engine_ids: list[str], table: npt.NDArray[np.uint8], init_score: F64
+    ) -> None:
+        """:meth:`restore_row` for many records of the current format at once: ``table`` is
+        ``(n, row_size)`` (as :meth:`encode_table` makes, or records joined), one field
+        copy per column instead of per row. ``engine_ids`` must be distinct. Raises
+        ``ValueError`` unless every record has this store's header (check first, or use
+        :meth:`restore_row` for the odd ones)."""
+        n = len(engine_ids)
+        if table.shape != (n, self.row_size()):
+            raise ValueError(f"table {table.shape} is not {n} rows of {self.row_size()} bytes")
+        head = np.frombuffer(self._header(), dtype=np.uint8)
+        if n and not np.array_equal(table[:, : head.size], np.broadcast_to(head, (n, head.size))):
+            raise ValueError("a record's format or dimensions differ from this store's")
+        with self.lock:
+            slots = np.empty(n, dtype=np.intp)
+            for i, engine_id in enumerate(engine_ids):
+                slot = self.index.get(engine_id)
+                slots[i] = self._new_slot(engine_id, init_score) if slot is None else slot
+            off = head.size
+            for f in self._ROW_FIELDS:
+                arr = getattr(self, f)
+                width = arr[0].nbytes
+                column = np.ascontiguousarray(table[:, off : off + width])
+                arr[slots] = column.view(arr.dtype).reshape((n, *arr.shape[1:]))
+                off += width
+            self.changed_seq[slots] = 0
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The fields of one record format, in order, and the dtypes that differ from the
+    store's."""
+
+    fields: tuple[str, ...]
+    dtypes: dict[str, np.dtype[Any]]
 
 
 _HEADER = struct.Struct("<4sHHHH")
@@ -309,7 +377,13 @@ def window_timestamps(stored: npt.NDArray[np.uint32], last_ts: int) -> I64:
         ts[-1] = last_ts
         ts[:-1] = last_ts - np.cumsum(steps[::-1])[::-1]
     return ts
-#: Record format: VWS2 keeps window timestamps as uint32 (ts mod 2**32).
-_MAGIC = b"VWS2"
-#: Older formats still read: magic -> dtypes of the fields that were stored differently.
-_LEGACY: dict[bytes, dict[str, np.dtype[Any]]] = {b"VWS1": {"ring_ts": np.dtype(np.int64)}}
+#: Record format: VWS3 adds the prediction the latest reading was scored against
+#: (``scored_pred``); VWS2 keeps window timestamps as uint32 (ts mod 2**32).
+_MAGIC = b"VWS3"
+_CURRENT = _Layout(EngineStore._ROW_FIELDS, {})
+_V2_FIELDS = tuple(f for f in EngineStore._ROW_FIELDS if f != "scored_pred")
+#: Older formats still read: magic -> their layout.
+_LEGACY: dict[bytes, _Layout] = {
+    b"VWS1": _Layout(_V2_FIELDS, {"ring_ts": np.dtype(np.int64)}),
+    b"VWS2": _Layout(_V2_FIELDS, {}),
+}

@@ -12,7 +12,7 @@ import pytest
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from service.outputs import REASON_HEADER, SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER
+from service.kafka.outputs import REASON_HEADER, SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER
 from service.simulator import Fleet, messages
 from tests.service.ingest.test_decode import BAD
 from tests.support import ServiceProcess, latest_by_key, read_all, topic_env, wait_for

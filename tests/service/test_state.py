@@ -92,11 +92,20 @@ def test_window_timestamps_are_exact_across_the_uint32_wrap() -> None:
     assert store.ring_ts.dtype == np.uint32
 
 
-def _v1_record(store: EngineStore, slot: int) -> bytes:
-    """The VWS1 layout of ``slot`` (int64 window timestamps), as the previous version wrote."""
-    v2 = store.encode_row(slot)
+def _without_scored_pred(store: EngineStore, slot: int) -> tuple[bytes, int]:
+    """The VWS2 layout of ``slot`` (no ``scored_pred``) and where its window timestamps
+    start."""
+    v3 = store.encode_row(slot)
     head = 12  # _HEADER.size
-    off = head + store.model_state[slot].nbytes + store.ring[slot].nbytes
+    ts_off = head + store.model_state[slot].nbytes + store.ring[slot].nbytes
+    pred_off = (ts_off + store.ring_ts[slot].nbytes + 8 + 8 + store.last_pred[slot].nbytes)
+    v2 = b"VWS2" + v3[4:pred_off] + v3[pred_off + store.scored_pred[slot].nbytes :]
+    return v2, ts_off
+
+
+def _v1_record(store: EngineStore, slot: int) -> bytes:
+    """The VWS1 layout of ``slot`` (int64 window timestamps), as an older version wrote."""
+    v2, off = _without_scored_pred(store, slot)
     ts = store.history(slot)[0]
     wide = np.zeros(store.window, dtype=np.int64)
     n = len(ts)
@@ -105,14 +114,41 @@ def _v1_record(store: EngineStore, slot: int) -> bytes:
     return b"VWS1" + v2[4:off] + wide.tobytes() + v2[off + store.ring_ts[slot].nbytes :]
 
 
-def test_restore_reads_the_previous_record_format() -> None:
+@pytest.mark.parametrize("version", ["VWS1", "VWS2"])
+def test_restore_reads_the_previous_record_formats(version: str) -> None:
     a = _store(window=4)
     slots, _ = a.slots_for(["x"], [1], np.zeros(2))
     for t in range(6):
         a.push(slots, np.full((1, 2), float(t)), np.array([1_795_608_000_000 + t * 1000]))
+    slot = int(slots[0])
+    record = _v1_record(a, slot) if version == "VWS1" else _without_scored_pred(a, slot)[0]
     b = _store(window=4)
-    b.restore_row("x", _v1_record(a, int(slots[0])), np.zeros(2))
-    assert b.encode_row(b.index["x"]) == a.encode_row(int(slots[0]))
+    b.restore_row("x", record, np.zeros(2))
+    # everything but the field the older formats lack
+    assert b.encode_row(b.index["x"]) == a.encode_row(slot)
+    assert np.isnan(b.scored_pred[b.index["x"]]).all()
+
+
+def test_restore_table_equals_restore_row() -> None:
+    a = _store()
+    ids = [f"e{i}" for i in range(20)]
+    slots, _ = a.slots_for(ids, [i % 3 for i in range(20)], np.zeros(2))
+    rng = np.random.default_rng(3)
+    a.model_state[slots] = rng.normal(size=(20, 3))
+    a.score_state[slots] = rng.normal(size=(20, 2))
+    a.scored_pred[slots] = rng.normal(size=(20, 2))
+    for t in range(7):
+        a.push(slots, rng.normal(size=(20, 2)), np.full(20, t))
+    b, c = _store(), _store()
+    b.slots_for(["e3"], [0], np.zeros(2))  # one already tracked: overwritten
+    b.restore_table(ids, a.encode_table(slots), np.zeros(2))
+    for e, s in zip(ids, slots, strict=True):
+        c.restore_row(e, a.encode_row(int(s)), np.zeros(2))
+        assert b.encode_row(b.index[e]) == c.encode_row(c.index[e]) == a.encode_row(int(s))
+    assert len(a.encode_row(0)) == a.row_size()
+    other = _store(window=8)
+    with pytest.raises(ValueError):
+        other.restore_table(ids, a.encode_table(slots), np.zeros(2))
 
 
 def test_restore_rejects_an_unknown_record_format() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from service.config import load_settings
 from service.errors import BrokerUnavailableError
-from service.pipeline import Pipeline
+from service.kafka.pipeline import Pipeline
 
 
 def _pipeline(session_timeout_ms: int) -> SimpleNamespace:

@@ -8,6 +8,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from service.config import KafkaSettings
+from service.kafka import clients
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +20,7 @@ def ensure_topics(s: KafkaSettings) -> int:
     partition of the same number) and ``cleanup.policy=compact``. Existing topics are left
     as they are; a changelog with another partition count is an error that names both.
     """
-    admin = KafkaAdminClient(
-        bootstrap_servers=s.bootstrap_servers.split(","), client_id=f"{s.client_id}-admin"
-    )
+    admin = clients.admin(s)
     try:
         existing = _partition_counts(admin)
         readings = existing.get(s.readings_topic, s.readings_partitions)

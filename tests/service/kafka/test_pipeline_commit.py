@@ -14,8 +14,8 @@ from kafka.errors import ProducerFencedError
 from prometheus_client import CollectorRegistry
 
 from service.config import load_settings
+from service.kafka.pipeline import _EAGER_ROWS, Pipeline
 from service.metrics import Metrics
-from service.pipeline import _EAGER_ROWS, Pipeline
 from service.state import EngineStore
 
 

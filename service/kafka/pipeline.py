@@ -35,11 +35,12 @@ from service.domain import SourcePosition
 from service.errors import BrokerUnavailableError, InvalidMessageError
 from service.ingest import MessageDecoder
 from service.ingest.columns import ReadingColumns
+from service.kafka import clients, compat
+from service.kafka.outputs import Record, dead_letter_record, event_record
+from service.kafka.topics import ensure_topics
 from service.metrics import Metrics
 from service.model.tuning import tune_process
-from service.outputs import Record, dead_letter_record, event_record
 from service.processor import BatchProcessor, BatchResult
-from service.topics import ensure_topics
 from service.views import status_counts
 
 log = logging.getLogger(__name__)
@@ -159,10 +160,9 @@ class Pipeline:
         if s.create_topics:
             ensure_topics(s)
         self._producer = self._make_producer()
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers.split(","),
+        self._consumer = clients.consumer(
+            s, "readings",
             group_id=s.group_id,
-            client_id=f"{s.client_id}-{s.instance_id}",
             enable_auto_commit=False,
             auto_offset_reset=s.auto_offset_reset,
             isolation_level="read_committed",
@@ -216,7 +216,7 @@ class Pipeline:
         chunk = max(1, int(s.max_poll_records / self._per_message))
         with self._pause_lock:
             self._revoked.clear()
-        _unpark(consumer)
+        compat.unpark(consumer)
         records: dict[TopicPartition, list[Any]] = consumer.poll(
             timeout_ms=s.poll_timeout_ms, max_records=chunk
         )
@@ -243,7 +243,7 @@ class Pipeline:
                 paused += fresh
                 if len(paused) >= _MAX_CHUNKS or misses == 2:
                     break
-                _unpark(consumer)
+                compat.unpark(consumer)
                 more = consumer.poll(timeout_ms=wait_ms, max_records=chunk)
                 misses = 0 if more else misses + 1
                 for tp, recs in more.items():
@@ -284,8 +284,6 @@ class Pipeline:
     def _make_producer(self) -> KafkaProducer:
         s = self.settings
         common: dict[str, Any] = {
-            "bootstrap_servers": s.bootstrap_servers.split(","),
-            "client_id": f"{s.client_id}-{s.instance_id}-producer",
             # The commit flushes anyway, so a long linger costs no latency and lets the
             # changelog records of a commit interval go out in few, large batches.
             "linger_ms": 100,
@@ -294,12 +292,13 @@ class Pipeline:
             "compression_type": None if s.compression == "none" else s.compression,
         }
         if s.exactly_once:
-            producer = KafkaProducer(
-                transactional_id=f"{s.group_id}-{s.instance_id}", acks="all", **common
+            producer = clients.producer(
+                s, "producer", transactional_id=f"{s.group_id}-{s.instance_id}", acks="all",
+                **common,
             )
             producer.init_transactions()
             return producer
-        return KafkaProducer(acks="all", **common)
+        return clients.producer(s, "producer", acks="all", **common)
 
     def _close(self, *, commit: bool) -> None:
         with self.processing_lock:
@@ -469,16 +468,14 @@ class Pipeline:
         # Neither request is waited for here: kafka-python's transaction manager sends
         # one transactional request at a time, by priority, so AddOffsetsToTxn and then
         # TxnOffsetCommit go before EndTxn, which also waits until the records are sent.
-        tm = self._producer._transaction_manager
-        sent = (
-            tm.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
-            if offsets else None
+        sent, result = compat.begin_commit(
+            self._producer, offsets, self._consumer.group_metadata()
         )
         self._committing = _Committing(
-            tm.begin_commit(), sent, started,
-            time.monotonic() + self.settings.timeout_ms / 1000, p.event_ts_ms,
+            result, sent, started, time.monotonic() + self.settings.timeout_ms / 1000,
+            p.event_ts_ms,
         )
-        self._producer._sender.wakeup()
+        compat.wake_sender(self._producer)
         if block:
             self._finish_commit(block=True)
 
@@ -553,7 +550,7 @@ class Pipeline:
         ready, backoff, a new consumer joins and restores). A stable group with an empty
         assignment (more instances than partitions) is left alone.
         """
-        if consumer._coordinator.stable():
+        if compat.group_stable(consumer):
             self._unstable_since = None
             return
         if self._unstable_since is None:
@@ -574,7 +571,7 @@ class Pipeline:
         forever while the broker is away; this is the same wait with a deadline.
         """
         assert self._producer is not None
-        self._producer._sender.wakeup()
+        compat.wake_sender(self._producer)
         if not result.wait(timeout_ms=timeout_s * 1000):
             raise BrokerUnavailableError(
                 f"{what} did not complete in {self.settings.timeout_ms} ms"
@@ -641,7 +638,7 @@ class Pipeline:
         log.info("assigned %s", sorted(p.partition for p in partitions))
 
     def _restore(self) -> None:
-        from service.restore import restore_partitions
+        from service.kafka.restore import restore_partitions
 
         assert self._consumer is not None
         todo = sorted(self._to_restore, key=lambda tp: tp.partition)
@@ -661,23 +658,6 @@ class Pipeline:
         self.metrics.engines_tracked.set(len(self.store))
         log.info("restored %d engines of partitions %s in %.3f s",
                  n, [tp.partition for tp in todo], took)
-
-
-def _unpark(consumer: KafkaConsumer) -> None:
-    """Work around kafka-python 3.0's parking of a paused partition's fetched records.
-
-    ``Fetcher.fetched_records`` parks the rest of a partition that is paused mid-chunk and
-    brings it back only when its current chunk is ``None``, but it leaves an exhausted
-    (empty, not ``None``) chunk there when its queue runs dry: the parked records then
-    never come back, and the fetcher never fetches that partition again (it still counts
-    as buffered), so the partition stalls for good. Dropping the exhausted chunk, which
-    holds nothing, lets the next poll restore the parked records. A no-op when the
-    fetcher's internals differ (a version without parking refetches paused data anyway).
-    """
-    fetcher: Any = getattr(consumer, "_fetcher", None)
-    current = getattr(fetcher, "_next_partition_records", None)
-    if current is not None and not current and getattr(fetcher, "_paused_partition_records", None):
-        fetcher._next_partition_records = None
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -5,26 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from service.config import KafkaSettings
+from service.kafka.clients import changelog_consumer
 from service.state import F64, EngineStore
 
 log = logging.getLogger(__name__)
-
-
-def changelog_consumer(s: KafkaSettings, role: str, **config: Any) -> KafkaConsumer:
-    """A group-less read_committed consumer for the changelog (restore, fleet view)."""
-    return KafkaConsumer(
-        bootstrap_servers=s.bootstrap_servers.split(","),
-        client_id=f"{s.client_id}-{s.instance_id}-{role}",
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        **config,
-    )
 
 
 def apply_record(

@@ -1,0 +1,50 @@
+"""Every Kafka client the service and its tools create, configured in one place.
+
+Connection settings (bootstrap servers, client id) come from :class:`KafkaSettings` here and
+nowhere else, so that a setting that concerns every client (for example security settings)
+is applied to all of them by changing this module only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient
+
+from service.config import KafkaSettings
+
+
+def connection(s: KafkaSettings, role: str) -> dict[str, Any]:
+    """The configuration every client shares: where the brokers are and who is asking.
+
+    ``role`` ends the client id (``<client_id>-<instance_id>-<role>``), so the broker's
+    logs and quotas tell the service's clients apart.
+    """
+    return {
+        "bootstrap_servers": s.bootstrap_servers.split(","),
+        "client_id": f"{s.client_id}-{s.instance_id}-{role}",
+    }
+
+
+def consumer(s: KafkaSettings, role: str, **config: Any) -> KafkaConsumer:
+    """A consumer; ``config`` is passed on (group, isolation level, fetch sizes, ...)."""
+    return KafkaConsumer(**connection(s, role), **config)
+
+
+def producer(s: KafkaSettings, role: str, **config: Any) -> KafkaProducer:
+    """A producer; ``config`` is passed on (transactional id, acks, batching, ...)."""
+    return KafkaProducer(**connection(s, role), **config)
+
+
+def admin(s: KafkaSettings, role: str = "admin") -> KafkaAdminClient:
+    """An admin client (topic creation and description)."""
+    return KafkaAdminClient(**connection(s, role))
+
+
+def changelog_consumer(s: KafkaSettings, role: str, **config: Any) -> KafkaConsumer:
+    """A group-less read_committed consumer for the changelog (restore, fleet view)."""
+    return consumer(
+        s, role, group_id=None, enable_auto_commit=False, isolation_level="read_committed",
+        **config,
+    )
