@@ -37,7 +37,7 @@ from service.ingest import MessageDecoder
 from service.ingest.columns import ReadingColumns
 from service.kafka import clients, compat
 from service.kafka.outputs import Record, dead_letter_record, event_record
-from service.kafka.topics import ensure_topics
+from service.kafka.topics import Topics, ensure_topics
 from service.metrics import Metrics
 from service.model.tuning import tune_process
 from service.processor import BatchProcessor, BatchResult
@@ -129,6 +129,7 @@ class Pipeline:
         self._next_check = 0.0
         self._unstable_since: float | None = None
         self._producer: KafkaProducer | None = None
+        self._topics: Topics | None = None
         # Readings per message, averaged over recent polls (batch messages hold many).
         self._per_message = 1.0
         # Whether the last poll was full: records are waiting (a backlog, see _advance).
@@ -157,8 +158,7 @@ class Pipeline:
 
     def _session(self, stop: threading.Event) -> None:
         s = self.settings
-        if s.create_topics:
-            ensure_topics(s)
+        self._topics = ensure_topics(s)
         self._producer = self._make_producer()
         self._consumer = clients.consumer(
             s, "readings",
