@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import kafka.codec
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.errors import ConfigError
@@ -66,6 +66,11 @@ class KafkaSettings(_Section):
     )
     readings_partitions: int = Field(6, ge=1, le=10_000, description="If the service creates it.")
     create_topics: bool = Field(True, description="Create missing topics at start-up.")
+    max_fatal_restarts: int = Field(
+        3, ge=0, le=100,
+        description="Sessions that end in a fatal error (fenced, not authorised, misconfigured, "
+        "unexpected) in a row before the process exits non-zero for its supervisor.",
+    )
 
 
 class ModelSettings(_Section):
@@ -81,6 +86,39 @@ class StateSettings(_Section):
         10.0, ge=0, description="Seconds between returns of freed heap memory to the OS "
         "(glibc malloc_trim; 0: never).",
     )
+    checkpoint_dir: Path | None = Field(
+        Path("~/.local/state/vibewatch/checkpoints"),
+        description="Directory of local checkpoints (store snapshot + changelog offsets), so "
+        "a restart reads only the changelog's tail; unset (empty) to always restore from "
+        "the changelog.",
+    )
+    checkpoint_interval_s: float = Field(
+        60.0, gt=0, le=86_400,
+        description="Longest time between checkpoints while engines change (one is also "
+        "written once the changelog rows sent since the last reach the number of engines, "
+        "at most every 5 s, and at shutdown).",
+    )
+    checkpoint_max_age_s: float = Field(
+        43_200.0, gt=0,
+        description="An older checkpoint is not used (keep it below the changelog's "
+        "delete.retention.ms, one day by default).",
+    )
+    max_engines: int = Field(
+        200_000, ge=1,
+        description="Engines one instance tracks at most; readings of new engines beyond it "
+        "go to the dead-letter topic (reason engine_limit).",
+    )
+    idle_evict_s: float = Field(
+        604_800.0, ge=0,
+        description="An engine with no reading for this long (event time, against the newest "
+        "reading of the instance) is evicted: its state is tombstoned in the changelog "
+        "(0: never).",
+    )
+
+    @field_validator("checkpoint_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: object) -> object:
+        return None if v == "" else v
 
 
 class ScoringSettings(_Section):

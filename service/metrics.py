@@ -121,8 +121,33 @@ class Metrics:
             "Wall-clock time of the last processed batch (Unix seconds).",
             registry=registry,
         )
+        self.processing_failures = Counter(
+            "vibewatch_processing_failures_total",
+            "Batches whose processing raised: state rolled back to the last commit and the "
+            "batch processed again message by message (the failing messages are dead letters).",
+            registry=registry,
+        )
+        self.engines_evicted = Counter(
+            "vibewatch_engines_evicted_total",
+            "Engines evicted after state.idle_evict_s without a reading (state tombstoned).",
+            registry=registry,
+        )
+        self.sessions_failed = Counter(
+            "vibewatch_kafka_sessions_failed_total",
+            "Kafka sessions that ended in a failure, by class (retriable, fatal).",
+            ["failure"],
+            registry=registry,
+        )
+        self.checkpoint_seconds = Histogram(
+            "vibewatch_checkpoint_duration_seconds",
+            "Time processing was held to write a local checkpoint (after a blocking commit).",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         for outcome in OUTCOMES:
             self.readings.labels(outcome)
+        for failure in ("retriable", "fatal"):
+            self.sessions_failed.labels(failure)
 
 
 #: Per-engine gauges: (name, help, per channel).

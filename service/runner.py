@@ -64,12 +64,24 @@ def run(args: argparse.Namespace) -> int:
         settings.kafka.bootstrap_servers, settings.kafka.readings_topic,
         settings.api.host, settings.api.port,
     )
-    app = create_app(lambda: runtime)
+    server: uvicorn.Server | None = None
+
+    def give_up() -> None:  # the pipeline stopped after repeated fatal failures
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(lambda: runtime, on_failure=give_up)
     # uvicorn handles SIGTERM/SIGINT (graceful shutdown: the lifespan commits and leaves the
     # group), then re-raises the signal to the previous handler; a Python handler here makes
     # that a clean exit with status 0 instead of death by signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: None)
-    uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=settings.api.host, port=settings.api.port, log_level="warning"
+    ))
+    server.run()
+    if runtime.failure is not None:
+        log.critical("stopped: %s", runtime.failure)
+        return 1
     log.info("stopped")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -83,7 +84,7 @@ class Runtime:
         )
         self.events: collections.deque[AnomalyEvent] = collections.deque(maxlen=RECENT_EVENTS)
         self.pipeline = Pipeline(
-            settings.kafka, self.decoder, self.processor, self.metrics,
+            settings, self.decoder, self.processor, self.metrics,
             on_events=self.events.extend,
             ownership=self.fleet_view if settings.api.fleet_view else None,
         )
@@ -108,13 +109,28 @@ class Runtime:
     def ready(self) -> bool:
         return self.pipeline.ready.is_set()
 
-    def start(self) -> None:
-        """Start the pipeline thread (idempotent)."""
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the instance is ready (it owns partitions and has restored them, or the
+        group gave it none) and what it is doing or waiting for, in words."""
+        return self.pipeline.readiness()
+
+    @property
+    def failure(self) -> str | None:
+        """Why the pipeline gave up (fatal failures in a row), or None while it runs."""
+        return self.pipeline.failure
+
+    def start(self, on_failure: Callable[[], None] | None = None) -> None:
+        """Start the pipeline thread (idempotent). ``on_failure`` is called (from that
+        thread) if the pipeline gives up: the process should then exit non-zero."""
         if self._thread is None:
             self._stop.clear()
-            self._thread = threading.Thread(
-                target=self.pipeline.run, args=(self._stop,), name="pipeline", daemon=True
-            )
+
+            def run() -> None:
+                self.pipeline.run(self._stop)
+                if self.pipeline.failure is not None and on_failure is not None:
+                    on_failure()
+
+            self._thread = threading.Thread(target=run, name="pipeline", daemon=True)
             self._thread.start()
             if self.settings.api.fleet_view:
                 self.fleet_view.start()

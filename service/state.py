@@ -235,7 +235,8 @@ class EngineStore:
         "score", "error", "threshold", "resets",
     )
 
-    def _header(self) -> bytes:
+    def row_header(self) -> bytes:
+        """The header every record of this store starts with (format and dimensions)."""
         return _HEADER.pack(
             _MAGIC, self.window, self.channels, self.model_state_size, self.score_state_size
         )
@@ -258,7 +259,7 @@ class EngineStore:
     def encode_table(self, slots: npt.NDArray[np.intp]) -> npt.NDArray[np.uint8]:
         """The records of ``slots`` as one ``(n, row_size)`` byte table (a checkpoint)."""
         n = len(slots)
-        head = np.frombuffer(self._header(), dtype=np.uint8)
+        head = np.frombuffer(self.row_header(), dtype=np.uint8)
         parts = [np.broadcast_to(head, (n, head.size))]
         for f in self._ROW_FIELDS:
             rows = np.ascontiguousarray(getattr(self, f)[slots])
@@ -331,7 +332,7 @@ class EngineStore:
         n = len(engine_ids)
         if table.shape != (n, self.row_size()):
             raise ValueError(f"table {table.shape} is not {n} rows of {self.row_size()} bytes")
-        head = np.frombuffer(self._header(), dtype=np.uint8)
+        head = np.frombuffer(self.row_header(), dtype=np.uint8)
         if n and not np.array_equal(table[:, : head.size], np.broadcast_to(head, (n, head.size))):
             raise ValueError("a record's format or dimensions differ from this store's")
         with self.lock:

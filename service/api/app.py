@@ -15,16 +15,22 @@ from service.api.routes import router
 from service.runtime import Runtime
 
 
-def create_app(make_runtime: Callable[[], Runtime], *, start_pipeline: bool = True) -> FastAPI:
+def create_app(
+    make_runtime: Callable[[], Runtime],
+    *,
+    start_pipeline: bool = True,
+    on_failure: Callable[[], None] | None = None,
+) -> FastAPI:
     """Build the API. ``make_runtime`` runs at start-up; the pipeline thread starts with it
-    unless ``start_pipeline`` is false (tests drive the processor directly)."""
+    unless ``start_pipeline`` is false (tests drive the processor directly). ``on_failure``
+    is called if the pipeline gives up (the server should then stop)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = make_runtime()
         app.state.runtime = runtime
         if start_pipeline:
-            runtime.start()
+            runtime.start(on_failure)
         try:
             yield
         finally:

@@ -173,7 +173,8 @@ def healthz() -> Health:
             responses={503: {"model": Health}})
 def readyz(runtime: RuntimeDep, response: Response) -> Health:
     """Readiness: connected to Kafka, partitions restored, consuming."""
-    if runtime.ready:
-        return Health(status="ready")
+    ready, detail = runtime.readiness()
+    if ready:
+        return Health(status="ready", detail=detail)
     response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return Health(status="not ready", detail="not connected to Kafka or restoring state")
+    return Health(status="not ready", detail=detail)

@@ -55,6 +55,15 @@ class ReadingColumns:
         for column, v in zip(self.values, values, strict=True):
             column.append(v)
 
+    def pop_last(self) -> None:
+        """Remove the last message added (the pipeline refused it after decoding)."""
+        n = self.counts.pop()
+        self.engine_ids.pop()
+        self.partitions.pop()
+        del self.ts[len(self.ts) - n :]
+        for column in self.values:
+            del column[len(column) - n :]
+
     @classmethod
     def from_readings(
         cls, channels: Sequence[str], readings: Sequence[Reading], partitions: Sequence[int]

@@ -28,8 +28,8 @@ from service.domain import Reading
 from service.errors import InvalidMessageError
 from service.ingest.columns import ReadingColumns
 
-#: Every reason a message can be rejected for; a dead-letter header and a metric label.
-REASONS: tuple[str, ...] = (
+#: Every reason the decoder rejects a message for; a dead-letter header and a metric label.
+DECODER_REASONS: tuple[str, ...] = (
     "oversize",
     "empty",
     "not_json",
@@ -46,6 +46,12 @@ REASONS: tuple[str, ...] = (
     "batch_too_large",
     "bad_reading",
 )
+#: Reasons the pipeline gives rather than the decoder's checks: an unexpected exception
+#: while decoding a message, one while processing its readings, and a new engine beyond
+#: ``state.max_engines``.
+PIPELINE_REASONS: tuple[str, ...] = ("decode_failed", "processing_failed", "engine_limit")
+#: Every reason a dead letter can carry.
+REASONS = DECODER_REASONS + PIPELINE_REASONS
 
 _ENGINE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _TOP_FIELDS = frozenset({"engine_id", "ts", "values", "readings"})
@@ -307,6 +313,8 @@ def _loads(value: bytes) -> Any:
         return json.loads(value)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidMessageError("not_json", str(exc)[:200]) from None
+    except RecursionError:  # a deeply nested document (orjson refuses it first)
+        raise InvalidMessageError("not_json", "nested too deeply to parse") from None
 
 
 def _at(index: int | None) -> str:

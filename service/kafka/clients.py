@@ -24,6 +24,10 @@ def connection(s: KafkaSettings, role: str) -> dict[str, Any]:
     return {
         "bootstrap_servers": s.bootstrap_servers.split(","),
         "client_id": f"{s.client_id}-{s.instance_id}-{role}",
+        # A client that cannot reach any broker gives up after kafka.timeout_ms (kafka-python
+        # waits 30 s by default), so an unreachable cluster neither hides behind a long
+        # silence nor delays a shutdown.
+        "bootstrap_timeout_ms": s.timeout_ms,
     }
 
 

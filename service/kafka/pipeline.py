@@ -1,42 +1,48 @@
-"""The Kafka side of the service: consume, process, publish, commit; restore on assignment.
+"""The consume-process-commit loop: sessions, batches, rebalances, restores, failures.
 
 Exactly-once (``kafka.exactly_once``, the default): everything a commit interval produced
-(changelog records with the latest state of each changed engine, anomaly events, dead
-letters) and the consumed offsets are committed in one Kafka transaction. On assignment the
-state of each new partition is restored from the compacted changelog (read_committed) before
-its readings are fetched, so a restarted or rebalanced instance continues exactly where the
-last committed transaction left off.
+and the consumed offsets are committed in one Kafka transaction (:mod:`.committer`). On
+assignment the state of each new partition is restored (:mod:`.restore`: a local
+checkpoint, then the changelog's tail) a step at a time in this loop, with the partition
+paused, while the group consumer keeps polling: a large restore never trips the group.
+The consumer is a static group member (``group_instance_id`` = ``kafka.instance_id``), so a
+restarted instance gets its partitions back without a rebalance.
 
-At-least-once (``exactly_once=false``): the same outputs, plain producer, offsets committed
-after the outputs are flushed. Kept for comparison in the benchmarks.
-
-Any Kafka failure ends the session: the instance drops its state, reports not ready, waits
-with exponential backoff and starts a new session, which restores from the changelog.
+Failures are handled by class (:mod:`.errors`): one message's fault becomes a dead letter;
+a batch whose processing raises is rolled back to the last commit and processed again one
+message at a time, so the message at fault becomes a dead letter and nothing else is lost;
+a broken session (broker away, timeout) ends, readiness turns false, and a new session
+starts after a jittered backoff; fatal failures stop the process after
+``kafka.max_fatal_restarts`` in a row.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 
-from service.config import KafkaSettings
-from service.domain import SourcePosition
+from service.config import Settings
+from service.domain import AnomalyEvent, SourcePosition
 from service.errors import BrokerUnavailableError, InvalidMessageError
 from service.ingest import MessageDecoder
 from service.ingest.columns import ReadingColumns
-from service.kafka import clients, compat
-from service.kafka.outputs import Record, dead_letter_record, event_record
+from service.kafka import checkpoint, clients, compat
+from service.kafka.batches import BatchPoller, Records
+from service.kafka.committer import LATENCY_SAMPLES, Committer, Pending
+from service.kafka.errors import FailureClass, PipelineFailedError, classify, explain
+from service.kafka.outputs import dead_letter_record, event_record
+from service.kafka.restore import Restorer
 from service.kafka.topics import Topics, ensure_topics
 from service.metrics import Metrics
 from service.model.tuning import tune_process
@@ -45,41 +51,12 @@ from service.views import status_counts
 
 log = logging.getLogger(__name__)
 
-#: Latency samples per commit: observing every reading would cost more than the work.
-_LATENCY_SAMPLES = 64
-#: Most partition chunks one batch gathers (see Pipeline._poll).
-_MAX_CHUNKS = 12
-#: Changed rows that are sent to the changelog before the commit is due (see _advance).
-_EAGER_ROWS = 256
-#: Changelog rows encoded at a time.
-_ENCODE_BLOCK = 1024
-
-
-@dataclass
-class _Pending:
-    """Work processed since the last commit began."""
-
-    offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    # Store rows changed and not yet sent to the changelog in this transaction.
-    dirty: set[int] = field(default_factory=set)
-    event_ts_ms: list[int] = field(default_factory=list)
-    # Anomaly events and dead letters (topic, key, value, headers) not yet sent: they wait
-    # while the previous transaction commits.
-    outbox: list[tuple[str, Record]] = field(default_factory=list)
-    started: float = 0.0
-    open: bool = False
-    begun: bool = False  # its transaction has begun (exactly-once)
-
-
-@dataclass
-class _Committing:
-    """A transaction whose commit was sent and is not yet acknowledged."""
-
-    result: Any  # kafka-python's TransactionalRequestResult of the EndTxn
-    offsets: Any  # and of the offsets (None without offsets): it completes first
-    started: float  # perf_counter when the commit began
-    deadline: float  # monotonic
-    event_ts_ms: list[int]
+#: Seconds between checks for idle engines to evict.
+EVICT_EVERY_S = 30.0
+#: Shortest time between checkpoints written because the changelog tail grew.
+CHECKPOINT_MIN_INTERVAL_S = 5.0
+#: Largest pause between sessions (jittered exponential backoff from 0.25 s).
+MAX_BACKOFF_S = 4.0
 
 
 class OwnershipListener(Protocol):
@@ -100,69 +77,135 @@ class Pipeline:
 
     def __init__(
         self,
-        settings: KafkaSettings,
+        settings: Settings,
         decoder: MessageDecoder,
         processor: BatchProcessor,
         metrics: Metrics,
         *,
-        on_events: Callable[[list[Any]], None] | None = None,
         ownership: OwnershipListener | None = None,
+        on_events: Callable[[list[AnomalyEvent]], None] | None = None,
     ) -> None:
-        self.settings = settings
+        self.settings = settings.kafka
+        self.state_settings = settings.state
         self.decoder = decoder
         self.processor = processor
         self.store = processor.store
         self.metrics = metrics
-        self.on_events = on_events
         self.ownership = ownership
+        self.on_events = on_events
         self.ready = threading.Event()
+        #: Set when the pipeline gave up (fatal failures in a row): what to change.
+        self.failure: str | None = None
         # Held while processing; rebalance callbacks and model swaps wait for it.
         self.processing_lock = threading.RLock()
-        # Pausing for a restore (rebalance callback) and _poll's resume exclude each other.
-        self._pause_lock = threading.Lock()
-        # Partitions revoked or lost while _poll gathers (the callbacks add to it).
-        self._revoked: set[TopicPartition] = set()
-        self._to_restore: set[TopicPartition] = set()
-        self._pending = _Pending()
-        self._committing: _Committing | None = None
         self._consumer: KafkaConsumer | None = None
-        self._next_check = 0.0
-        self._unstable_since: float | None = None
-        self._producer: KafkaProducer | None = None
+        self._poller: BatchPoller | None = None
+        self._committer: Committer | None = None
+        self._restorer: Restorer | None = None
         self._topics: Topics | None = None
-        # Readings per message, averaged over recent polls (batch messages hold many).
-        self._per_message = 1.0
-        # Whether the last poll was full: records are waiting (a backlog, see _advance).
-        self._catching_up = False
+        #: partitions of the current assignment (None: none received in this session)
+        self._assigned: set[TopicPartition] | None = None
+        #: assigned partitions whose state is not restored yet (queued or in progress)
+        self._restoring: set[TopicPartition] = set()
+        #: of those, the ones whose restore has not started (the loop starts them)
+        self._queued: set[TopicPartition] = set()
+        #: revoked partitions waiting for the new assignment (see on_revoked)
+        self._parked: set[TopicPartition] = set()
+        self._restore_began = 0.0
+        #: after a processing failure: partition -> offset below which records are
+        #: processed one message at a time (kept across sessions: offsets stay meaningful)
+        self._isolate: dict[TopicPartition, int] = {}
+        self._status = "starting"
+        self._fatal_streak = 0
+        self._next_check = 0.0
+        self._next_evict = 0.0
+        self._unstable_since: float | None = None
+        ckpt_dir = self.state_settings.checkpoint_dir
+        s = self.settings
+        self._checkpoint_path: Path | None = (
+            None if ckpt_dir is None else
+            ckpt_dir.expanduser() / f"{s.group_id}.{s.instance_id}.{s.changelog_topic}.ckpt"
+        )
+        self._writer = (
+            None if self._checkpoint_path is None
+            else checkpoint.CheckpointWriter(self._checkpoint_path, self.store, s.changelog_topic)
+        )
+        self._last_checkpoint = time.monotonic()
+        self._rows_at_checkpoint = 0
+
+    # -- readiness -----------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, str]:
+        """Whether this instance is ready (it owns its assigned partitions and has restored
+        them) and, in words, what it is doing or waiting for."""
+        if self.failure is not None:
+            return False, f"stopped: {self.failure}"
+        if self._consumer is None or self._assigned is None:
+            return False, self._status
+        restoring = sorted(tp.partition for tp in self._restoring)
+        if restoring:
+            engines = self._restorer.restored_engines if self._restorer else 0
+            return False, f"restoring partitions {restoring} ({engines} engines so far)"
+        owned = sorted(tp.partition for tp in self._assigned)
+        if not owned:
+            return True, "ready; owns no partitions (the group has more instances than " \
+                "the readings topic has partitions)"
+        return True, f"ready; owns partitions {owned}"
+
+    def _update_ready(self) -> None:
+        ready, _ = self.readiness()
+        if ready != self.ready.is_set():
+            (self.ready.set if ready else self.ready.clear)()
+            self.metrics.up.set(1 if ready else 0)
 
     # -- lifecycle -----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        """Process until ``stop`` is set; then commit what is pending and leave the group."""
+        """Process until ``stop`` is set; then commit what is pending and close.
+
+        Raises nothing: a fatal failure after the allowed restarts sets :attr:`failure`
+        and ``stop`` (the caller exits non-zero)."""
         tune_process()
-        backoff = 0.5
+        attempt = 0
         while not stop.is_set():
             try:
                 self._session(stop)
-                backoff = 0.5
-            except Exception:
-                log.exception("Kafka session failed; retrying in %.1f s", backoff)
-                self.ready.clear()
-                self.metrics.up.set(0)
-                self._close(commit=False)
-                self.store.clear()
-                if self.ownership is not None:
-                    self.ownership.released(None, None)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 8.0)
-        self._close(commit=True)
+            except Exception as exc:  # every failure is classified; see service.kafka.errors
+                kind = classify(exc)
+                self.metrics.sessions_failed.labels(kind.value).inc()
+                self._end_session(str(exc))
+                if kind is FailureClass.FATAL:
+                    self._fatal_streak += 1
+                    if self._fatal_streak > self.settings.max_fatal_restarts:
+                        self.failure = explain(exc)
+                        log.critical("giving up after %d fatal failures in a row: %s",
+                                     self._fatal_streak, self.failure, exc_info=exc)
+                        self._update_ready()
+                        stop.set()
+                        break
+                attempt += 1
+                delay = random.uniform(0.5, 1.0) * min(MAX_BACKOFF_S, 0.25 * 2 ** attempt)
+                log.warning("Kafka session ended: %s; %s in %.1f s", explain(exc),
+                            "retrying" if kind is FailureClass.RETRIABLE
+                            else f"fatal failure {self._fatal_streak} of at most "
+                                 f"{self.settings.max_fatal_restarts + 1}, restarting",
+                            delay, exc_info=exc if log.isEnabledFor(logging.DEBUG)
+                            or kind is FailureClass.FATAL else None)
+                self._status = f"Kafka unavailable ({type(exc).__name__}); retrying"
+                stop.wait(delay)
+            else:
+                attempt = 0
+        self._close(commit=self.failure is None)
 
     def _session(self, stop: threading.Event) -> None:
         s = self.settings
+        self._status = f"connecting to Kafka at {s.bootstrap_servers}"
         self._topics = ensure_topics(s)
-        self._producer = self._make_producer()
-        self._consumer = clients.consumer(
+        self._committer = Committer(s, self.store, self.metrics, on_committed=self._committed)
+        self._committer.start()
+        self._consumer = consumer = clients.consumer(
             s, "readings",
             group_id=s.group_id,
+            # a static member: a restart within the session timeout keeps the partitions
+            group_instance_id=s.instance_id,
             enable_auto_commit=False,
             auto_offset_reset=s.auto_offset_reset,
             isolation_level="read_committed",
@@ -172,342 +215,232 @@ class Pipeline:
             max_partition_fetch_bytes=max(s.max_message_bytes * 2, 1 << 20),
             fetch_max_bytes=max(s.max_message_bytes * 4, 50 << 20),
         )
+        self._poller = BatchPoller(consumer, s.max_poll_records)
+        self._restorer = Restorer(
+            s, self.store, self.processor.scorer.init_state(1)[0], self._load_checkpoint
+        )
         # Load the topic's metadata before joining: joining without it gives an empty first
         # assignment and an immediate second rebalance, which kafka-python 3.0 has been seen
         # to never finish (the member is dropped and does not rejoin).
         deadline = time.monotonic() + s.timeout_ms / 1000
-        while not self._consumer.partitions_for_topic(s.readings_topic):
+        while not consumer.partitions_for_topic(s.readings_topic):
             if time.monotonic() > deadline:
                 raise BrokerUnavailableError(f"no metadata for topic {s.readings_topic}")
             stop.wait(0.1)
-        self._consumer.subscribe([s.readings_topic], listener=_Listener(self))
+        self._status = f"joining consumer group {s.group_id}"
+        consumer.subscribe([s.readings_topic], listener=_Listener(self))
         self._next_check = 0.0
         self._unstable_since = None
         while not stop.is_set():
-            records = self._poll()
-            if self._to_restore:
-                self._restore()
-            self.ready.set()
-            self.metrics.up.set(1)
+            restoring = bool(self._restoring)
+            records = self._poller.poll(0 if restoring else s.poll_timeout_ms)
+            if restoring:
+                self._restore_step()
             with self.processing_lock:
                 if records:
-                    self._drop_revoked(records)
+                    self._poller.drop_revoked(records)
                     if records:
                         self._handle(records)
-                self._advance()
+                self._committer.advance(consumer, self._poller.catching_up)
+                self._maybe_evict()
+                self._maybe_checkpoint()
+            self._update_ready()
             if time.monotonic() >= self._next_check:
                 self._check_broker()
 
-    def _poll(self) -> dict[TopicPartition, list[Any]]:
-        """One batch of records, with a share of every partition that has some buffered.
-
-        kafka-python hands out a partition's whole fetched chunk (up to
-        ``max_partition_fetch_bytes``, tens of thousands of small messages) before the next
-        partition's, so a plain poll holds the engines of one partition only, and the
-        processor needs one round per reading of its busiest engine: with 100 engines on 6
-        partitions, ~290 rounds of 17 engines for a poll of 5,000 readings. Here each
-        partition that returned records is paused, so the next poll (no wait) moves on to
-        the next partition's buffered chunk (the rest of the paused one is parked, in
-        order, for the next batch); all are resumed before processing. Each partition
-        contributes about ``max_poll_records`` readings (messages x readings per message).
-        """
-        consumer, s = self._consumer, self.settings
-        assert consumer is not None
-        chunk = max(1, int(s.max_poll_records / self._per_message))
-        with self._pause_lock:
-            self._revoked.clear()
-        compat.unpark(consumer)
-        records: dict[TopicPartition, list[Any]] = consumer.poll(
-            timeout_ms=s.poll_timeout_ms, max_records=chunk
-        )
-        self._catching_up = sum(map(len, records.values())) >= chunk
-        if not records:
-            return records
-        return self._gather(consumer, records, chunk)
-
-    def _gather(
-        self, consumer: KafkaConsumer, records: dict[TopicPartition, list[Any]], chunk: int
-    ) -> dict[TopicPartition, list[Any]]:
-        """The rest of :meth:`_poll`: the other partitions' chunks, into ``records``."""
-        paused: list[TopicPartition] = []
-        misses = 0
-        # Under a backlog, wait a little for the other partitions' fetches: a batch that
-        # spans more engines is processed in fewer, wider rounds.
-        wait_ms = 5 if self._catching_up else 0
-        try:
-            # kafka-python restores one parked partition per poll, so a poll may come back
-            # empty while others are still parked: stop after two empty polls in a row.
-            for _ in range(2 * _MAX_CHUNKS):
-                fresh = [tp for tp in records if tp not in paused]
-                consumer.pause(*fresh)
-                paused += fresh
-                if len(paused) >= _MAX_CHUNKS or misses == 2:
-                    break
-                compat.unpark(consumer)
-                more = consumer.poll(timeout_ms=wait_ms, max_records=chunk)
-                misses = 0 if more else misses + 1
-                for tp, recs in more.items():
-                    records.setdefault(tp, []).extend(recs)
-        finally:
-            with self._pause_lock:  # not the partitions a rebalance paused for their restore
-                assigned = consumer.assignment()
-                back = [tp for tp in paused if tp in assigned and tp not in self._to_restore]
-                if back:
-                    consumer.resume(*back)
-        return records
-
-    def _drop_revoked(self, records: dict[TopicPartition, list[Any]]) -> None:
-        """Forget the records of partitions revoked since :meth:`_poll` began.
-
-        Called with ``processing_lock`` held, just before handling: a rebalance in one of
-        _poll's polls, or on the I/O thread before the lock was taken, revoked them, so
-        they belong to another owner now (handling them would write that owner's engines
-        and commit its offsets), or, if the partition came back here, they are read again
-        after its restore. Assignment resets the position to the committed offset; if
-        records were taken after that, the position goes back to the first of them
-        (never forward: nothing is skipped).
-        """
-        consumer = self._consumer
-        assert consumer is not None
-        with self._pause_lock:
-            revoked, self._revoked = self._revoked, set()
-        if not revoked:
-            return
-        assigned = consumer.assignment()
-        for tp in revoked & records.keys():
-            recs = records.pop(tp)
-            if recs and tp in assigned:
-                first = min(r.offset for r in recs)
-                if consumer.position(tp) > first:
-                    consumer.seek(tp, first)
-
-    def _make_producer(self) -> KafkaProducer:
-        s = self.settings
-        common: dict[str, Any] = {
-            # The commit flushes anyway, so a long linger costs no latency and lets the
-            # changelog records of a commit interval go out in few, large batches.
-            "linger_ms": 100,
-            "batch_size": 1 << 20,
-            "max_request_size": max(s.max_message_bytes + 65536, 1 << 20),
-            "compression_type": None if s.compression == "none" else s.compression,
-        }
-        if s.exactly_once:
-            producer = clients.producer(
-                s, "producer", transactional_id=f"{s.group_id}-{s.instance_id}", acks="all",
-                **common,
-            )
-            producer.init_transactions()
-            return producer
-        return clients.producer(s, "producer", acks="all", **common)
+    def _end_session(self, reason: str) -> None:
+        """After a failed session: close the clients, forget the uncommitted state (the
+        next session restores what was committed) and tell the fleet view."""
+        self._close(commit=False)
+        self.store.clear()
+        if self.ownership is not None:
+            self.ownership.released(None, None)
 
     def _close(self, *, commit: bool) -> None:
         with self.processing_lock:
-            if commit and (self._pending.open or self._committing is not None):
-                try:
-                    self._commit()
-                except Exception:
-                    log.exception("final commit failed; the next owner reprocesses from the last")
-            consumer, producer = self._consumer, self._producer
-            self._consumer = self._producer = None
-            self._pending = _Pending()
-            self._committing = None
+            consumer = self._consumer
+            if self._committer is not None:
+                if commit and consumer is not None and not self._restoring:
+                    try:
+                        self._committer.commit(consumer)
+                        self._checkpoint_now()
+                    except Exception:
+                        log.exception("final commit failed; the next owner reprocesses from "
+                                      "the last")
+                self._committer.close(None, commit=False)
+            self._consumer = self._poller = self._committer = None
+            self._assigned = None
+            self._restoring, self._queued, self._parked = set(), set(), set()
+        if self._restorer is not None:
+            with contextlib.suppress(Exception):
+                self._restorer.close()
+            self._restorer = None
         if consumer is not None:
             try:
                 consumer.close(autocommit=False)
             except Exception:
                 log.exception("closing the consumer failed")
-        if producer is not None:
-            try:
-                producer.close(timeout=5)
-            except Exception:
-                log.exception("closing the producer failed")
-        self.ready.clear()
-        self.metrics.up.set(0)
+        if self._writer is not None:
+            self._writer.wait()
+        self._update_ready()
 
     # -- processing ----------------------------------------------------------------------
-    def _handle(self, records: dict[TopicPartition, list[Any]]) -> None:
+    def _handle(self, records: Records) -> None:
         """Decode and process ``records``; their outputs wait in the pending work."""
+        assert self._committer is not None and self._poller is not None
         started = time.perf_counter()
-        p = self._pending
-        if not p.open:
-            p.open, p.started = True, time.monotonic()
+        p = self._committer.pending
+        p.touch()
+        self.store.seq += 1
+        p.seq = self.store.seq
         cols = ReadingColumns(self.decoder.channels)
-        n_messages = 0
+        isolated: list[tuple[TopicPartition, Any]] = []
+        n_messages = sum(map(len, records.values()))
+        admit = self._admission(n_messages)
         for tp, batch in records.items():
+            bound = self._isolate.get(tp)
             for rec in batch:
-                n_messages += 1
-                try:
-                    self.decoder.decode_into(cols, rec.value, rec.key, tp.partition)
-                except InvalidMessageError as exc:
-                    self._dead_letter(tp, rec, exc)
-                    continue
+                if bound is not None and rec.offset < bound:
+                    isolated.append((tp, rec))
+                else:
+                    self._decode(cols, tp, rec, admit)
             if batch:
                 p.offsets[tp] = batch[-1].offset + 1
-        if n_messages:
-            self._per_message = 0.5 * self._per_message + 0.5 * max(1.0, len(cols) / n_messages)
-        result = self.processor.process_columns(cols)
+                if bound is not None and batch[-1].offset + 1 >= bound:
+                    del self._isolate[tp]
+        p.messages += n_messages
+        self._poller.note_messages(n_messages, len(cols))
+        for tp, rec in isolated:  # before the rest: they are older, per partition
+            self._process_one(tp, rec)
+        try:
+            result = self.processor.process_columns(cols)
+        except Exception as exc:
+            self._rollback(records, exc)
+            return
         self._publish(result)
         m = self.metrics
-        m.messages.inc(n_messages)
-        m.readings.labels("processed").inc(result.processed)
-        m.readings.labels("duplicate").inc(result.duplicate)
-        m.readings.labels("late").inc(result.late)
         m.batch_size.observe(result.processed)
         m.engines_tracked.set(len(self.store))
         m.batch_seconds.observe(time.perf_counter() - started)
 
-    def _dead_letter(self, tp: TopicPartition, rec: Any, exc: InvalidMessageError) -> None:
-        log.warning(
-            "dead letter %s[%d]@%d: %s", tp.topic, tp.partition, rec.offset, exc
-        )
-        self._pending.outbox.append((self.settings.dead_letter_topic, dead_letter_record(
-            rec.key, rec.value, rec.headers,
-            SourcePosition(tp.topic, tp.partition, rec.offset), exc.reason, exc.detail,
-        )))
-        self.metrics.readings.labels("invalid").inc()
-        self.metrics.dead_letters.labels(exc.reason).inc()
+    def _admission(self, n_messages: int) -> set[str] | None:
+        """New engines admitted in this batch, when the engine cap could be reached by it
+        (None: far from the cap, nothing to check)."""
+        if len(self.store) + n_messages <= self.state_settings.max_engines:
+            return None
+        return set()
 
-    def _publish(self, result: BatchResult) -> None:
-        for event in result.events:
-            self._pending.outbox.append((self.settings.anomalies_topic, event_record(event)))
-            self.metrics.anomaly_events.labels(str(event.status)).inc()
-        if result.events and self.on_events is not None:
-            self.on_events(result.events)
-        self._pending.dirty |= result.dirty
-        self._pending.event_ts_ms.extend(result.event_ts_ms[-_LATENCY_SAMPLES:])
-
-    # -- committing ----------------------------------------------------------------------
-    def _advance(self) -> None:
-        """Move the pending work towards its commit without waiting for the broker.
-
-        Exactly-once commits are pipelined: the loop goes on consuming and processing
-        while the broker completes a commit, and the next transaction begins (and the
-        outputs processed meanwhile are sent) once it has.
-
-        Two regimes, told apart by the last poll: full (``max_poll_records``) means more
-        records are waiting.
-
-        - Keeping up: a commit starts when the pending work is ``commit_interval_ms``
-          old, and the rows of changed engines go out as soon as there are
-          :data:`_EAGER_ROWS` of them rather than all at the commit, so the commit waits
-          for little more than the broker (latency). An engine that changes again is sent
-          again; the last row of a transaction wins.
-        - Catching up (a backlog): commits are ``catch_up_commit_interval_ms`` apart and
-          rows wait for the commit, so each changed engine's row is written once for more
-          readings (throughput; the backlog itself is the latency then).
-        """
-        if self._committing is not None and not self._finish_commit(block=False):
-            return
-        p = self._pending
-        if not p.open:
-            return
-        self._begin()
-        s = self.settings
-        keeping_up = not self._catching_up
-        interval_ms = s.commit_interval_ms if keeping_up else s.catch_up_commit_interval_ms
-        if time.monotonic() - p.started >= interval_ms / 1000:
-            self._commit(block=False)
-        elif keeping_up and len(p.dirty) >= _EAGER_ROWS:
-            self._send_changelog()
-
-    def _begin(self) -> None:
-        """Begin the pending work's transaction (once) and send its waiting outputs."""
-        assert self._producer is not None
-        p = self._pending
-        if not p.begun:
-            if self.settings.exactly_once:
-                self._producer.begin_transaction()
-            p.begun = True
-        for topic, (key, value, headers) in p.outbox:
-            self._producer.send(topic, value=value, key=key, headers=list(headers) or None)
-        p.outbox.clear()
-
-    def _send_changelog(self) -> None:
-        """Send the current row of every engine changed since the rows were last sent."""
-        assert self._producer is not None
-        p, store = self._pending, self.store
-        with store.lock:
-            dirty = np.fromiter((s for s in p.dirty if store.ids[s]), dtype=np.intp)
-            # Encoded a block at a time: all rows at once would hold two copies of every
-            # row (table and bytes) next to the producer's, ~55 MB at 10,000 engines.
-            for block in range(0, len(dirty), _ENCODE_BLOCK):
-                slots = dirty[block:block + _ENCODE_BLOCK]
-                for slot, value, part in zip(
-                    slots.tolist(), store.encode_rows(slots), store.partition[slots].tolist(),
-                    strict=True,
-                ):
-                    self._producer.send(
-                        self.settings.changelog_topic,
-                        key=store.ids[slot].encode(),
-                        value=value,
-                        partition=part,
+    def _decode(
+        self, cols: ReadingColumns, tp: TopicPartition, rec: Any, admit: set[str] | None
+    ) -> bool:
+        """Decode ``rec`` into ``cols``; a bad message becomes a dead letter. Returns
+        whether it was added."""
+        try:
+            self.decoder.decode_into(cols, rec.value, rec.key, tp.partition)
+        except InvalidMessageError as exc:
+            self._dead_letter(tp, rec, exc.reason, exc.detail)
+            return False
+        except Exception as exc:  # anything else about one message is that message's fault
+            self._dead_letter(tp, rec, "decode_failed", f"{type(exc).__name__}: {exc}")
+            return False
+        if admit is not None:
+            engine_id = cols.engine_ids[-1]
+            if engine_id not in self.store.index and engine_id not in admit:
+                if len(self.store) + len(admit) >= self.state_settings.max_engines:
+                    cols.pop_last()
+                    self._dead_letter(
+                        tp, rec, "engine_limit",
+                        f"new engine {engine_id!r} beyond state.max_engines="
+                        f"{self.state_settings.max_engines}",
                     )
-        p.dirty.clear()
-
-    def _commit(self, *, block: bool = True) -> None:
-        """Commit the pending work: changelog, outputs and offsets (one transaction when
-        exactly-once). A commit still in flight completes first. With ``block`` (rebalance,
-        shutdown) this returns once the broker has acknowledged; otherwise the loop
-        collects the acknowledgement later (:meth:`_finish_commit`)."""
-        assert self._producer is not None and self._consumer is not None
-        self._finish_commit(block=True)
-        p = self._pending
-        if not p.open:
-            return
-        started = time.perf_counter()
-        self._begin()
-        self._send_changelog()
-        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in p.offsets.items()}
-        self._pending = _Pending()
-        if not self.settings.exactly_once:
-            self._producer.flush(timeout=self.settings.timeout_ms / 1000)
-            if offsets:
-                self._consumer.commit(offsets)
-            self._committed(started, p.event_ts_ms)
-            return
-        # Neither request is waited for here: kafka-python's transaction manager sends
-        # one transactional request at a time, by priority, so AddOffsetsToTxn and then
-        # TxnOffsetCommit go before EndTxn, which also waits until the records are sent.
-        sent, result = compat.begin_commit(
-            self._producer, offsets, self._consumer.group_metadata()
-        )
-        self._committing = _Committing(
-            result, sent, started, time.monotonic() + self.settings.timeout_ms / 1000,
-            p.event_ts_ms,
-        )
-        compat.wake_sender(self._producer)
-        if block:
-            self._finish_commit(block=True)
-
-    def _finish_commit(self, *, block: bool) -> bool:
-        """Whether no commit is in flight any more; with ``block``, wait for it.
-
-        Raises when the commit failed or ``kafka.timeout_ms`` passed without an answer,
-        which ends the session (the state is restored from what did commit).
-        """
-        c = self._committing
-        if c is None:
-            return True
-        if not c.result.is_done:
-            if not block and time.monotonic() < c.deadline:
-                return False
-            self._await(c.result, "committing the transaction",
-                        max(0.0, c.deadline - time.monotonic()))
-        self._committing = None
-        for result in (c.offsets, c.result):
-            if result is not None and result.failed:
-                raise result.exception
-        self._committed(c.started, c.event_ts_ms)
+                    return False
+                admit.add(engine_id)
         return True
 
-    def _committed(self, started: float, event_ts_ms: list[int]) -> None:
-        """Metrics once a commit is acknowledged."""
-        now = time.time()
-        step = max(1, len(event_ts_ms) // _LATENCY_SAMPLES)
-        for t in event_ts_ms[::step]:
-            self.metrics.end_to_end_seconds.observe(max(0.0, now - t / 1000))
-        self.metrics.commit_seconds.observe(time.perf_counter() - started)
-        self.metrics.last_processed.set(now)
+    def _process_one(self, tp: TopicPartition, rec: Any) -> None:
+        """Process one message on its own (after a processing failure): if it raises, its
+        engine's row is put back as it was and the message becomes a dead letter."""
+        cols = ReadingColumns(self.decoder.channels)
+        if not self._decode(cols, tp, rec, self._admission(1)):
+            return
+        store, engine_id = self.store, cols.engine_ids[0]
+        slot = store.index.get(engine_id)
+        backup = None if slot is None else store.encode_row(slot)
+        try:
+            result = self.processor.process_columns(cols)
+        except Exception as exc:
+            with store.lock:
+                if backup is None:
+                    store.forget(engine_id)
+                else:
+                    store.restore_row(engine_id, backup, self.processor.scorer.init_state(1)[0])
+                    store.changed_seq[store.index[engine_id]] = store.seq
+            log.warning("processing %s[%d]@%d raised %s: dead letter", tp.topic, tp.partition,
+                        rec.offset, exc, exc_info=exc)
+            self._dead_letter(tp, rec, "processing_failed", f"{type(exc).__name__}: {exc}")
+            return
+        self._publish(result)
+
+    def _rollback(self, records: Records, exc: Exception) -> None:
+        """A batch's processing raised: some of its engines may be half updated. Abort the
+        open transaction, restore the owned partitions' committed state, go back to the
+        committed offsets, and process up to the end of this batch one message at a time."""
+        assert self._committer is not None and self._consumer is not None
+        self.metrics.processing_failures.inc()
+        log.error("processing a batch of %d messages raised %s; rolling back to the last "
+                  "commit and processing it again message by message",
+                  sum(map(len, records.values())), exc, exc_info=exc)
+        self._committer.abort()
+        for tp, batch in records.items():
+            if batch:
+                self._isolate[tp] = max(self._isolate.get(tp, 0), batch[-1].offset + 1)
+        assigned = set(self._assigned or ())
+        self.store.clear()
+        if assigned:
+            committed = {tp: self._consumer.committed(tp) for tp in assigned}
+            for tp, offset in committed.items():
+                if offset is None:
+                    self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, offset)
+            self._start_restore(assigned)
+
+    def _dead_letter(self, tp: TopicPartition, rec: Any, reason: str, detail: str) -> None:
+        assert self._committer is not None and self._topics is not None
+        log.warning("dead letter %s[%d]@%d: %s: %s", tp.topic, tp.partition, rec.offset,
+                    reason, detail[:200])
+        limit = min(self._committer.max_request_size, self._topics.dead_letter_max_bytes)
+        p = self._committer.pending
+        p.outbox.append((self.settings.dead_letter_topic, dead_letter_record(
+            rec.key, rec.value, rec.headers,
+            SourcePosition(tp.topic, tp.partition, rec.offset), reason, detail, limit,
+        )))
+        p.readings["invalid"] += 1
+        p.dead_letters[reason] += 1
+
+    def _publish(self, result: BatchResult) -> None:
+        assert self._committer is not None
+        p = self._committer.pending
+        for event in result.events:
+            p.outbox.append((self.settings.anomalies_topic, event_record(event)))
+            p.events[str(event.status)] += 1
+        if result.events:
+            p.event_list.extend(result.events)
+        p.dirty |= result.dirty
+        p.event_ts_ms.extend(result.event_ts_ms[-LATENCY_SAMPLES:])
+        p.readings["processed"] += result.processed
+        p.readings["duplicate"] += result.duplicate
+        p.readings["late"] += result.late
+
+    def _committed(self, work: Pending) -> None:
+        """A commit was acknowledged: its status changes are logged and handed on."""
+        self._fatal_streak = 0
+        for e in work.event_list:
+            log.info("engine %s: %s -> %s (score %.3f) at %s", e.engine_id, e.previous,
+                     e.status, e.score, time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                      time.gmtime(e.ts_ms / 1000)))
+        if work.event_list and self.on_events is not None:
+            self.on_events(work.event_list)
         self._refresh_gauges()
 
     def _refresh_gauges(self) -> None:
@@ -517,6 +450,113 @@ class Pipeline:
         for status, n in status_counts(store, self.processor.statuses).items():
             m.engines_by_status.labels(str(status)).set(n)
 
+    # -- eviction and checkpoints ----------------------------------------------------------
+    def _maybe_evict(self) -> None:
+        """Every :data:`EVICT_EVERY_S`: evict engines idle for ``state.idle_evict_s`` of
+        event time (measured against the newest reading this instance holds, so a replay or
+        a restart after downtime evicts nothing that is still reporting)."""
+        idle_ms = self.state_settings.idle_evict_s * 1000
+        now = time.monotonic()
+        if not idle_ms or now < self._next_evict or self._restoring:
+            return
+        self._next_evict = now + EVICT_EVERY_S
+        store = self.store
+        assert self._committer is not None
+        with store.lock:
+            active = store.active_slots()
+            if not active.size:
+                return
+            last = store.last_ts[active]
+            newest = int(last.max())
+            idle = active[(last < newest - idle_ms) & (store.count[active] > 0)]
+            if not idle.size:
+                return
+            p = self._committer.pending
+            p.touch()
+            for slot in idle.tolist():
+                engine_id = store.ids[slot]
+                p.tombstones.append((engine_id, int(store.partition[slot])))
+                store.forget(engine_id)
+        p.evicted += int(idle.size)
+        log.info("evicting %d engines idle for more than %.0f s", idle.size, idle_ms / 1000)
+
+    def _maybe_checkpoint(self) -> None:
+        """Write a checkpoint when the changelog rows sent since the last one reach the
+        number of engines (the tail a restart would read is then as large as a snapshot),
+        at most every :data:`CHECKPOINT_MIN_INTERVAL_S`, or ``state.checkpoint_interval_s``
+        after the last when anything changed."""
+        if self._writer is None or self._committer is None or self._restoring:
+            return
+        rows = self._committer.rows_sent - self._rows_at_checkpoint
+        since = time.monotonic() - self._last_checkpoint
+        if rows and (
+            (rows >= max(len(self.store), 1000) and since >= CHECKPOINT_MIN_INTERVAL_S)
+            or since >= self.state_settings.checkpoint_interval_s
+        ):
+            self._checkpoint_now()
+
+    def _checkpoint_now(self) -> None:
+        """Commit everything pending (blocking), then snapshot the owned engines with the
+        changelog offsets they reflect. A failure to write is logged, not raised."""
+        consumer, committer = self._consumer, self._committer
+        if self._writer is None or consumer is None or committer is None or self._restoring:
+            return
+        started = time.perf_counter()
+        committer.commit(consumer)
+        parts = sorted(tp.partition for tp in self._assigned or ())
+        tps = [TopicPartition(self.settings.changelog_topic, p) for p in parts]
+        # the last stable offset: at most what the committed rows reflect (a lagging
+        # transaction marker only makes the tail read at restore a little longer)
+        ends = consumer.end_offsets(tps) if tps else {}
+        try:
+            self._writer.write({tp.partition: off for tp, off in ends.items()})
+        except OSError:
+            log.exception("could not write checkpoint %s", self._checkpoint_path)
+        self._last_checkpoint = time.monotonic()
+        self._rows_at_checkpoint = committer.rows_sent
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+
+    def _load_checkpoint(self) -> checkpoint.Checkpoint | None:
+        if self._checkpoint_path is None:
+            return None
+        if self._writer is not None:
+            self._writer.wait()
+        return checkpoint.load(self._checkpoint_path, self.store, self.settings.changelog_topic,
+                               self.state_settings.checkpoint_max_age_s)
+
+    # -- restore ---------------------------------------------------------------------------
+    def _start_restore(self, partitions: set[TopicPartition]) -> None:
+        """Hold ``partitions`` (paused) until the loop has restored their state."""
+        assert self._poller is not None
+        self._poller.hold(partitions)
+        self._restoring |= partitions
+        self._queued |= partitions
+        self._restore_began = time.monotonic()
+
+    def _restore_step(self) -> None:
+        """Start the queued restores, or make one step of progress; resume what is done."""
+        assert self._restorer is not None and self._poller is not None
+        with self.processing_lock:
+            queued, self._queued = self._queued, set()
+            if queued:
+                done = self._restorer.add({tp.partition for tp in queued})
+            else:
+                done = self._restorer.step()
+            if not done:
+                return
+            tps = {tp for tp in self._restoring if tp.partition in done}
+            self._restoring -= tps
+            self._poller.release(tps)
+            if self.ownership is not None:
+                self.ownership.acquired(done)
+            self.metrics.engines_tracked.set(len(self.store))
+            if not self._restoring:
+                took = time.monotonic() - self._restore_began
+                self.metrics.restore_seconds.observe(took)
+                log.info("restored: %d engines in %.3f s; processing", len(self.store), took)
+                self._refresh_gauges()
+
+    # -- broker and group checks ------------------------------------------------------------
     def _check_broker(self) -> None:
         """Once a second: ask the broker for the end offsets (consumer lag metric).
 
@@ -564,59 +604,72 @@ class Pipeline:
                 "rejoining with a new consumer"
             )
 
-    def _await(self, result: Any, what: str, timeout_s: float) -> None:
-        """Wait for a transactional request with a deadline.
-
-        kafka-python's ``commit_transaction`` waits without one, which would hang the loop
-        forever while the broker is away; this is the same wait with a deadline.
-        """
-        assert self._producer is not None
-        compat.wake_sender(self._producer)
-        if not result.wait(timeout_ms=timeout_s * 1000):
-            raise BrokerUnavailableError(
-                f"{what} did not complete in {self.settings.timeout_ms} ms"
-            )
-
     # -- rebalance -----------------------------------------------------------------------
+    # kafka-python rebalances eagerly: every partition is revoked, then the new assignment
+    # arrives. Partitions assigned again to this instance keep their engines (nothing else
+    # can have written them in between: a partition has one owner per generation), so only
+    # the partitions that really move are dropped or restored.
+
     def on_revoked(self, partitions: set[TopicPartition]) -> None:
-        """Commit what is pending, then forget the engines of the revoked partitions."""
-        with self._pause_lock:
-            self._revoked |= partitions
+        """Commit what is pending and park the partitions until the new assignment."""
+        assert self._poller is not None
+        self._poller.forget(partitions)
         with self.processing_lock:
-            if self._pending.open or self._committing is not None:
-                self._commit()
-            parts = {tp.partition for tp in partitions}
-            if self.ownership is not None:
-                self.ownership.released(parts, self._committed_rows(parts))
-            gone = self.store.drop_partitions(parts)  # their gauges go with them
-            self._to_restore -= set(partitions)
-            for tp in partitions:
-                with contextlib.suppress(KeyError):
-                    self.metrics.consumer_lag.remove(str(tp.partition))
-        log.info("revoked %s (%d engines dropped)", sorted(p.partition for p in partitions),
-                 len(gone))
+            if self._committer is not None and self._committer.busy and self._consumer:
+                self._committer.commit(self._consumer)
+            self._parked |= partitions - self._restoring
+            unrestored = partitions & self._restoring
+            if unrestored:
+                self._drop(unrestored, committed=False)
+            self._assigned = None
+        log.info("revoked %s", sorted(p.partition for p in partitions))
 
     def on_lost(self, partitions: set[TopicPartition]) -> None:
-        """Forced out of the group: abort what is pending (it cannot commit) and forget."""
-        with self._pause_lock:
-            self._revoked |= partitions
+        """Forced out of the group: drop what is pending (it cannot commit) and forget."""
+        assert self._poller is not None
+        self._poller.forget(partitions)
         with self.processing_lock:
-            if self._committing is not None:  # it may still succeed: the fence is per instance
-                try:
-                    self._finish_commit(block=True)
-                except Exception:
-                    log.exception("the commit in flight when partitions were lost failed")
-                self._committing = None
-            if self._pending.begun and self.settings.exactly_once and self._producer:
-                try:
-                    self._producer.abort_transaction()
-                except Exception:
-                    log.exception("abort after losing partitions failed")
-            self._pending = _Pending()
-            parts = {tp.partition for tp in partitions}
-            self.store.drop_partitions(parts)
-            if self.ownership is not None:
-                self.ownership.released(parts, None)
+            if self._committer is not None:
+                self._committer.abandon()
+            self._drop(partitions | self._parked, committed=False)
+            self._assigned = None
+        log.warning("lost partitions %s", sorted(p.partition for p in partitions))
+
+    def on_assigned(self, partitions: set[TopicPartition]) -> None:
+        """Drop the parked partitions that moved away; queue the new ones for their restore
+        (held paused until the loop has restored them)."""
+        with self.processing_lock:
+            moved = self._parked - partitions
+            kept = self._parked & partitions
+            self._parked = set()
+            if moved:
+                self._drop(moved, committed=True)
+            fresh = set(partitions) - kept - self._restoring
+            self._assigned = set(partitions)
+            if fresh:
+                self._start_restore(fresh)
+            elif self.ownership is not None:
+                self.ownership.acquired({tp.partition for tp in partitions})
+        log.info("assigned %s (%d kept, %d to restore)", sorted(p.partition for p in partitions),
+                 len(kept), len(fresh))
+
+    def _drop(self, partitions: set[TopicPartition], *, committed: bool) -> None:
+        """Forget the engines of ``partitions``; hand their committed rows to the fleet view
+        (``committed``) or tell it to read them again."""
+        parts = {tp.partition for tp in partitions}
+        if self.ownership is not None and parts:
+            self.ownership.released(parts, self._committed_rows(parts) if committed else None)
+        self.store.drop_partitions(parts)  # their gauges go with them
+        if self._restorer is not None:
+            self._restorer.remove(parts)
+        self._restoring -= partitions
+        self._queued -= partitions
+        if self._poller is not None:
+            self._poller.forget(partitions)
+        for tp in partitions:
+            self._isolate.pop(tp, None)
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(str(tp.partition))
 
     def _committed_rows(self, partitions: set[int]) -> list[tuple[str, bytes]]:
         """Changelog values of every engine of ``partitions`` (just committed)."""
@@ -625,39 +678,6 @@ class Pipeline:
             ids = store.engines_of(partitions)
             slots = np.fromiter((store.index[e] for e in ids), dtype=np.intp, count=len(ids))
             return list(zip(ids, store.encode_rows(slots), strict=True))
-
-    def on_assigned(self, partitions: set[TopicPartition]) -> None:
-        """Pause the new partitions; the loop restores their state, then resumes them."""
-        fresh = set(partitions)
-        if fresh and self._consumer is not None:
-            with self._pause_lock:
-                self._consumer.pause(*fresh)
-                self._to_restore |= fresh
-        elif not fresh and self.ownership is not None:
-            self.ownership.acquired(set())
-        log.info("assigned %s", sorted(p.partition for p in partitions))
-
-    def _restore(self) -> None:
-        from service.kafka.restore import restore_partitions
-
-        assert self._consumer is not None
-        todo = sorted(self._to_restore, key=lambda tp: tp.partition)
-        started = time.perf_counter()
-        with self.processing_lock:
-            n = restore_partitions(
-                self.settings, [tp.partition for tp in todo], self.store,
-                self.processor.scorer.init_state(1)[0],
-            )
-            with self._pause_lock:  # partitions assigned meanwhile stay paused, to restore
-                self._to_restore -= set(todo)
-                self._consumer.resume(*todo)
-            if self.ownership is not None:
-                self.ownership.acquired({tp.partition for tp in todo})
-        took = time.perf_counter() - started
-        self.metrics.restore_seconds.observe(took)
-        self.metrics.engines_tracked.set(len(self.store))
-        log.info("restored %d engines of partitions %s in %.3f s",
-                 n, [tp.partition for tp in todo], took)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -672,3 +692,6 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
         self.pipeline.on_lost(set(lost))
+
+
+__all__ = ["OwnershipListener", "Pipeline", "PipelineFailedError"]

@@ -100,7 +100,14 @@ def test_bad_input_goes_to_dead_letters_with_reasons(kafka_bootstrap: str,
             assert int(h[SOURCE_PARTITION_HEADER]) in (0, 1, 2)
             assert int(h[SOURCE_OFFSET_HEADER]) >= 0
 
-        _, metrics = dirty.get("/metrics")
+        # counters count committed work: the acknowledgement of the commit that carried
+        # the dead letters reaches the loop a moment after they are visible
+        def counted() -> str | None:
+            _, text = dirty.get("/metrics")
+            m = re.search(r'^vibewatch_readings_total\{outcome="invalid"\} (\S+)$', text, re.M)
+            return text if m is not None and float(m.group(1)) == len(corpus) else None
+
+        metrics = wait_for(counted, 10, "dead letters counted")
         for reason, n in got.items():
             m = re.search(rf'^vibewatch_dead_letters_total\{{reason="{reason}"\}} (\S+)$',
                           metrics, re.M)

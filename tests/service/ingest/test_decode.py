@@ -7,7 +7,7 @@ import json
 import pytest
 
 from service.errors import InvalidMessageError
-from service.ingest import REASONS, MessageDecoder
+from service.ingest import DECODER_REASONS, REASONS, MessageDecoder
 from service.ingest.columns import ReadingColumns
 
 DEC = MessageDecoder(("rms",), max_bytes=4096, max_batch=3, max_extra_fields=2)
@@ -91,7 +91,17 @@ def test_invalid_message_has_its_reason(value: bytes | None, key: bytes | None,
 
 
 def test_every_reason_is_exercised() -> None:
-    assert {r for _, _, r in BAD} == set(REASONS)
+    assert {r for _, _, r in BAD} == set(DECODER_REASONS)
+
+
+@pytest.mark.parametrize("depth", [5_000, 100_000])
+def test_deep_nesting_is_not_json_not_a_crash(depth: int) -> None:
+    # orjson refuses it, and the standard library's parser would hit RecursionError
+    dec = MessageDecoder(("rms",), max_bytes=1 << 20)
+    for doc in (b"[" * depth + b"]" * depth, b'{"a":' * depth + b"1" + b"}" * depth):
+        with pytest.raises(InvalidMessageError) as info:
+            dec.decode(doc)
+        assert info.value.reason == "not_json"
 
 
 def _batch(items: list[str]) -> bytes:

@@ -44,5 +44,5 @@ def test_missing_attributes_names_what_is_gone() -> None:
     class Bare:
         pass
 
-    missing = compat.missing_attributes(Bare(), Bare())  # type: ignore[arg-type]
+    missing = compat.missing_attributes(Bare(), Bare())
     assert "_transaction_manager" in missing and "_coordinator" in missing
