@@ -68,8 +68,9 @@ class KafkaSettings(_Section):
     create_topics: bool = Field(True, description="Create missing topics at start-up.")
     max_fatal_restarts: int = Field(
         3, ge=0, le=100,
-        description="Sessions that end in a fatal error (fenced, not authorised, misconfigured, "
-        "unexpected) in a row before the process exits non-zero for its supervisor.",
+        description="Kafka sessions that may end in a fatal error (fenced, not authorised, "
+        "misconfigured, unexpected) within 10 minutes; one more and the process exits 1 for "
+        "its supervisor.",
     )
 
 

@@ -11,6 +11,8 @@ from service.kafka import compat
 
 #: Most partition chunks one batch gathers.
 MAX_CHUNKS = 12
+#: Longest wait for a group join to complete before polling (see compat.join).
+JOIN_WAIT_MS = 5000
 
 Records = dict[TopicPartition, list[Any]]
 
@@ -52,6 +54,8 @@ class BatchPoller:
         with self.lock:
             self.revoked.clear()
         compat.unpark(consumer)
+        if not compat.group_settled(consumer):
+            compat.join(consumer, JOIN_WAIT_MS)
         records: Records = consumer.poll(timeout_ms=timeout_ms, max_records=chunk)
         self.catching_up = sum(map(len, records.values())) >= chunk
         if not records:
@@ -94,10 +98,8 @@ class BatchPoller:
         Called with the pipeline's processing lock held, just before handling: a rebalance
         in one of the polls, or on the I/O thread before the lock was taken, revoked them,
         so they belong to another owner now (handling them would write that owner's engines
-        and commit its offsets), or, if the partition came back here, they are read again
-        after its restore. Assignment resets the position to the committed offset; if
-        records were taken after that, the position goes back to the first of them
-        (never forward: nothing is skipped).
+        and commit its offsets), or, if the partition came back here, they are read again:
+        the position goes back to the first of them.
         """
         with self.lock:
             revoked, self.revoked = self.revoked, set()
@@ -107,9 +109,10 @@ class BatchPoller:
         for tp in revoked & records.keys():
             recs = records.pop(tp)
             if recs and tp in assigned:
-                first = min(r.offset for r in recs)
-                if self.consumer.position(tp) > first:
-                    self.consumer.seek(tp, first)
+                # The revoke committed everything processed before these records, so the
+                # committed offset is their first: no position lookup (it could block on
+                # the consumer's I/O thread while a rebalance callback waits for our lock).
+                self.consumer.seek(tp, min(r.offset for r in recs))
 
     def hold(self, partitions: set[TopicPartition]) -> None:
         """Pause ``partitions`` until :meth:`release` (their state is being restored)."""

@@ -251,7 +251,10 @@ class Committer:
         if not self.settings.exactly_once:
             self.producer.flush(timeout=self.settings.timeout_ms / 1000)
             if offsets:
-                consumer.commit(offsets)
+                # asynchronous: a blocking commit would wait for the consumer's I/O thread,
+                # which may be running a rebalance callback that waits for this thread; a
+                # lost offset commit only means reprocessing, which at-least-once allows
+                consumer.commit_async(offsets, callback=_log_failed_commit)
             self._committed(started, p)
             return
         sent, result = compat.begin_commit(self.producer, offsets, consumer.group_metadata())
@@ -340,3 +343,9 @@ class Committer:
             raise BrokerUnavailableError(
                 f"{what} did not complete in {self.settings.timeout_ms} ms"
             )
+
+
+def _log_failed_commit(offsets: Any, response: Any) -> None:
+    if isinstance(response, Exception):
+        log.warning("offset commit failed (at-least-once: those readings are read again): %s",
+                    response)

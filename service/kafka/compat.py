@@ -7,8 +7,9 @@ changes shape, so an upgrade shows at once what to revisit. Why each is needed:
 * :func:`begin_commit`: ``KafkaProducer.commit_transaction`` blocks without a deadline and
   cannot be pipelined; the transaction manager's own requests can (offsets, then EndTxn).
 * :func:`wake_sender`: those requests go out when the sender thread wakes up.
-* :func:`group_stable`: the coordinator's view of whether a rebalance is in progress (the
-  public API does not say).
+* :func:`group_stable`, :func:`group_settled`: the coordinator's view of whether a
+  rebalance is in progress or due (the public API does not say).
+* :func:`join`: drives a group join to its end without fetching (see there).
 * :func:`unpark`: works around parked fetched records that never come back (see there).
 """
 
@@ -44,6 +45,24 @@ def group_stable(consumer: KafkaConsumer) -> bool:
     return bool(consumer._coordinator.stable())
 
 
+def group_settled(consumer: KafkaConsumer) -> bool:
+    """Whether the consumer is a stable member with no rejoin pending (a poll will not
+    start or continue a join)."""
+    coordinator = consumer._coordinator
+    return bool(coordinator.stable() and not coordinator.need_rejoin())
+
+
+def join(consumer: KafkaConsumer, timeout_ms: int) -> None:
+    """Drive the consumer's group join until it completes (or ``timeout_ms`` passes),
+    running the rebalance callbacks, without fetching.
+
+    kafka-python 3.0 was seen to leave a join half done (no assignment, no heartbeats: the
+    member expires) when the polls that drive it time out around its completion, as short
+    polls do; one call that waits for the whole join avoids that. ``KafkaConsumer.poll``
+    with a long timeout would also wait for records after the join."""
+    consumer._coordinator.poll(timeout_ms=timeout_ms)
+
+
 def unpark(consumer: KafkaConsumer) -> None:
     """Work around kafka-python 3.0's parking of a paused partition's fetched records.
 
@@ -72,7 +91,9 @@ def missing_attributes(producer: KafkaProducer | None, consumer: KafkaConsumer |
             wanted += [(tm, "send_offsets_to_transaction"), (tm, "begin_commit")]
     if consumer is not None:
         fetcher = getattr(consumer, "_fetcher", None)
-        wanted += [(consumer, "_coordinator"), (getattr(consumer, "_coordinator", None), "stable"),
+        coordinator = getattr(consumer, "_coordinator", None)
+        wanted += [(consumer, "_coordinator"), (coordinator, "stable"),
+                   (coordinator, "need_rejoin"), (coordinator, "poll"),
                    (consumer, "_fetcher"), (fetcher, "_next_partition_records"),
                    (fetcher, "_paused_partition_records")]
     return [name for obj, name in wanted if obj is None or not hasattr(obj, name)]

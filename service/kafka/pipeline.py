@@ -18,6 +18,7 @@ starts after a jittered backoff; fatal failures stop the process after
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import random
@@ -33,7 +34,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 
 from service.config import Settings
-from service.domain import AnomalyEvent, SourcePosition
+from service.domain import AnomalyEvent, SourcePosition, Status
 from service.errors import BrokerUnavailableError, InvalidMessageError
 from service.ingest import MessageDecoder
 from service.ingest.columns import ReadingColumns
@@ -57,6 +58,9 @@ EVICT_EVERY_S = 30.0
 CHECKPOINT_MIN_INTERVAL_S = 5.0
 #: Largest pause between sessions (jittered exponential backoff from 0.25 s).
 MAX_BACKOFF_S = 4.0
+#: Fatal failures count towards kafka.max_fatal_restarts for this long (two instances with
+#: one id fence each other in turn, with successful commits in between: still fatal).
+FATAL_WINDOW_S = 600.0
 
 
 class OwnershipListener(Protocol):
@@ -115,8 +119,11 @@ class Pipeline:
         #: after a processing failure: partition -> offset below which records are
         #: processed one message at a time (kept across sessions: offsets stay meaningful)
         self._isolate: dict[TopicPartition, int] = {}
+        #: partitions rolled back, to seek to their committed offsets
+        self._rewind: set[TopicPartition] = set()
         self._status = "starting"
-        self._fatal_streak = 0
+        #: monotonic times of the recent fatal failures (see run)
+        self._fatal: collections.deque[float] = collections.deque()
         self._next_check = 0.0
         self._next_evict = 0.0
         self._unstable_since: float | None = None
@@ -173,11 +180,15 @@ class Pipeline:
                 self.metrics.sessions_failed.labels(kind.value).inc()
                 self._end_session(str(exc))
                 if kind is FailureClass.FATAL:
-                    self._fatal_streak += 1
-                    if self._fatal_streak > self.settings.max_fatal_restarts:
+                    now = time.monotonic()
+                    self._fatal.append(now)
+                    while self._fatal[0] < now - FATAL_WINDOW_S:
+                        self._fatal.popleft()
+                    if len(self._fatal) > self.settings.max_fatal_restarts:
                         self.failure = explain(exc)
-                        log.critical("giving up after %d fatal failures in a row: %s",
-                                     self._fatal_streak, self.failure, exc_info=exc)
+                        log.critical("giving up after %d fatal failures within %.0f s: %s",
+                                     len(self._fatal), FATAL_WINDOW_S, self.failure,
+                                     exc_info=exc)
                         self._update_ready()
                         stop.set()
                         break
@@ -185,7 +196,7 @@ class Pipeline:
                 delay = random.uniform(0.5, 1.0) * min(MAX_BACKOFF_S, 0.25 * 2 ** attempt)
                 log.warning("Kafka session ended: %s; %s in %.1f s", explain(exc),
                             "retrying" if kind is FailureClass.RETRIABLE
-                            else f"fatal failure {self._fatal_streak} of at most "
+                            else f"fatal failure {len(self._fatal)} of at most "
                                  f"{self.settings.max_fatal_restarts + 1}, restarting",
                             delay, exc_info=exc if log.isEnabledFor(logging.DEBUG)
                             or kind is FailureClass.FATAL else None)
@@ -229,6 +240,10 @@ class Pipeline:
             stop.wait(0.1)
         self._status = f"joining consumer group {s.group_id}"
         consumer.subscribe([s.readings_topic], listener=_Listener(self))
+        # kafka-python 3.0 takes its metadata snapshot for the first assignment from the
+        # last metadata update *after* subscribing; without one it assigns from an empty
+        # snapshot and rebalances again at once. Listing the topics forces that update.
+        consumer.topics()
         self._next_check = 0.0
         self._unstable_since = None
         while not stop.is_set():
@@ -244,6 +259,10 @@ class Pipeline:
                 self._committer.advance(consumer, self._poller.catching_up)
                 self._maybe_evict()
                 self._maybe_checkpoint()
+            # Calls that wait for the consumer's I/O thread are made without the processing
+            # lock: that thread runs the rebalance callbacks, which take the lock.
+            if self._rewind:
+                self._rewind_to_committed()
             self._update_ready()
             if time.monotonic() >= self._next_check:
                 self._check_broker()
@@ -271,6 +290,7 @@ class Pipeline:
             self._consumer = self._poller = self._committer = None
             self._assigned = None
             self._restoring, self._queued, self._parked = set(), set(), set()
+            self._rewind = set()
         if self._restorer is not None:
             with contextlib.suppress(Exception):
                 self._restorer.close()
@@ -383,9 +403,11 @@ class Pipeline:
 
     def _rollback(self, records: Records, exc: Exception) -> None:
         """A batch's processing raised: some of its engines may be half updated. Abort the
-        open transaction, restore the owned partitions' committed state, go back to the
-        committed offsets, and process up to the end of this batch one message at a time."""
-        assert self._committer is not None and self._consumer is not None
+        open transaction, forget the uncommitted state and restore the owned partitions'
+        committed state; the loop then goes back to the committed offsets
+        (:meth:`_rewind_to_committed`), and everything up to the end of this batch is
+        processed one message at a time."""
+        assert self._committer is not None
         self.metrics.processing_failures.inc()
         log.error("processing a batch of %d messages raised %s; rolling back to the last "
                   "commit and processing it again message by message",
@@ -397,13 +419,21 @@ class Pipeline:
         assigned = set(self._assigned or ())
         self.store.clear()
         if assigned:
-            committed = {tp: self._consumer.committed(tp) for tp in assigned}
-            for tp, offset in committed.items():
-                if offset is None:
-                    self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek(tp, offset)
-            self._start_restore(assigned)
+            self._start_restore(assigned)  # paused until restored
+            self._rewind |= assigned
+
+    def _rewind_to_committed(self) -> None:
+        """Seek the partitions rolled back to their committed offsets (outside the lock)."""
+        consumer = self._consumer
+        assert consumer is not None
+        todo, self._rewind = self._rewind, set()
+        assigned = consumer.assignment()
+        for tp in todo & assigned:
+            offset = consumer.committed(tp)
+            if offset is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, offset)
 
     def _dead_letter(self, tp: TopicPartition, rec: Any, reason: str, detail: str) -> None:
         assert self._committer is not None and self._topics is not None
@@ -434,11 +464,13 @@ class Pipeline:
 
     def _committed(self, work: Pending) -> None:
         """A commit was acknowledged: its status changes are logged and handed on."""
-        self._fatal_streak = 0
         for e in work.event_list:
-            log.info("engine %s: %s -> %s (score %.3f) at %s", e.engine_id, e.previous,
-                     e.status, e.score, time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                      time.gmtime(e.ts_ms / 1000)))
+            # warm-up ending is routine: only changes to or from warning/alarm are news
+            level = logging.DEBUG if e.previous is Status.WARMUP else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(level, "engine %s: %s -> %s (score %.3f) at %s", e.engine_id,
+                        e.previous, e.status, e.score,
+                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e.ts_ms / 1000)))
         if work.event_list and self.on_events is not None:
             self.on_events(work.event_list)
         self._refresh_gauges()
@@ -459,7 +491,7 @@ class Pipeline:
         now = time.monotonic()
         if not idle_ms or now < self._next_evict or self._restoring:
             return
-        self._next_evict = now + EVICT_EVERY_S
+        self._next_evict = now + min(EVICT_EVERY_S, max(1.0, idle_ms / 10_000))
         store = self.store
         assert self._committer is not None
         with store.lock:
@@ -501,15 +533,19 @@ class Pipeline:
         consumer, committer = self._consumer, self._committer
         if self._writer is None or consumer is None or committer is None or self._restoring:
             return
+        # the owned partitions whose engines are all in the store
+        parts = {tp.partition for tp in (self._assigned or self._parked) - self._restoring}
+        if not parts or self._restorer is None:
+            return
         started = time.perf_counter()
         committer.commit(consumer)
-        parts = sorted(tp.partition for tp in self._assigned or ())
-        tps = [TopicPartition(self.settings.changelog_topic, p) for p in parts]
-        # the last stable offset: at most what the committed rows reflect (a lagging
-        # transaction marker only makes the tail read at restore a little longer)
-        ends = consumer.end_offsets(tps) if tps else {}
+        # The last stable offsets, asked through the restore's own consumer (not the group
+        # consumer, whose I/O thread may be waiting for our lock in a rebalance callback):
+        # at most what the committed rows reflect (a lagging transaction marker only makes
+        # the tail read at restore a little longer).
+        ends = self._restorer.end_offsets(parts)
         try:
-            self._writer.write({tp.partition: off for tp, off in ends.items()})
+            self._writer.write(ends)
         except OSError:
             log.exception("could not write checkpoint %s", self._checkpoint_path)
         self._last_checkpoint = time.monotonic()
@@ -612,21 +648,21 @@ class Pipeline:
 
     def on_revoked(self, partitions: set[TopicPartition]) -> None:
         """Commit what is pending and park the partitions until the new assignment."""
-        assert self._poller is not None
+        if self._poller is None:  # the consumer is closing: everything was committed
+            return
         self._poller.forget(partitions)
         with self.processing_lock:
             if self._committer is not None and self._committer.busy and self._consumer:
                 self._committer.commit(self._consumer)
-            self._parked |= partitions - self._restoring
-            unrestored = partitions & self._restoring
-            if unrestored:
-                self._drop(unrestored, committed=False)
+            # partitions still being restored keep their progress too
+            self._parked |= partitions
             self._assigned = None
         log.info("revoked %s", sorted(p.partition for p in partitions))
 
     def on_lost(self, partitions: set[TopicPartition]) -> None:
         """Forced out of the group: drop what is pending (it cannot commit) and forget."""
-        assert self._poller is not None
+        if self._poller is None:  # the consumer is closing
+            return
         self._poller.forget(partitions)
         with self.processing_lock:
             if self._committer is not None:
@@ -642,10 +678,15 @@ class Pipeline:
             moved = self._parked - partitions
             kept = self._parked & partitions
             self._parked = set()
-            if moved:
-                self._drop(moved, committed=True)
+            if moved & self._restoring:
+                self._drop(moved & self._restoring, committed=False)
+            if moved - self._restoring:
+                self._drop(moved - self._restoring, committed=True)
             fresh = set(partitions) - kept - self._restoring
             self._assigned = set(partitions)
+            if kept & self._restoring:  # still restoring: paused again (a new assignment
+                assert self._poller is not None  # starts unpaused)
+                self._poller.hold(kept & self._restoring)
             if fresh:
                 self._start_restore(fresh)
             elif self.ownership is not None:

@@ -112,12 +112,7 @@ class Restorer:
         todo = sorted(set(partitions) - self.active)
         if not todo:
             return set()
-        if self._consumer is None:
-            self._consumer = changelog_consumer(
-                self.settings, "restore", max_poll_records=50_000, fetch_max_bytes=64 << 20,
-                max_partition_fetch_bytes=16 << 20,
-            )
-        consumer = self._consumer
+        consumer = self._client()
         tps = [self._tp(p) for p in todo]
         begin = consumer.beginning_offsets(tps)
         end = consumer.end_offsets(tps)
@@ -125,6 +120,7 @@ class Restorer:
         done: set[int] = set()
         ckpt = self.checkpoints() if self.checkpoints is not None else None
         for p, tp in zip(todo, tps, strict=True):
+            began = time.perf_counter()
             start, from_checkpoint = begin[tp], False
             covered = ckpt.offset(p) if ckpt is not None else None
             if ckpt is not None and covered is not None and begin[tp] <= covered <= end[tp]:
@@ -133,7 +129,7 @@ class Restorer:
             elif covered is not None:
                 log.info("checkpoint offset %d of changelog partition %d is outside %d..%d; "
                          "restoring it from the beginning", covered, p, begin[tp], end[tp])
-            self._started[p] = (time.perf_counter(), from_checkpoint)
+            self._started[p] = (began, from_checkpoint)
             if start >= end[tp]:
                 done.add(p)
                 self._log_done(p)
@@ -149,6 +145,21 @@ class Restorer:
             else:
                 consumer.unsubscribe()
         return done
+
+    def _client(self) -> KafkaConsumer:
+        if self._consumer is None:
+            self._consumer = changelog_consumer(
+                self.settings, "restore", max_poll_records=50_000, fetch_max_bytes=64 << 20,
+                max_partition_fetch_bytes=16 << 20,
+            )
+        return self._consumer
+
+    def end_offsets(self, partitions: set[int]) -> dict[int, int]:
+        """The changelog's last stable offset of each of ``partitions``."""
+        if not partitions:
+            return {}
+        ends = self._client().end_offsets([self._tp(p) for p in sorted(partitions)])
+        return {tp.partition: off for tp, off in ends.items()}
 
     def _load_checkpoint(self, ckpt: Checkpoint, p: int) -> None:
         n = 0
