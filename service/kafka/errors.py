@@ -61,6 +61,21 @@ _FATAL: tuple[tuple[type[BaseException], str], ...] = (
 )
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: kafka-python reports a fenced producer's later sends as a
+    plain KafkaError carrying the original error in its arguments."""
+    out: list[BaseException] = []
+    todo = [exc]
+    while todo and len(out) < 10:
+        e = todo.pop(0)
+        if e in out:
+            continue
+        out.append(e)
+        todo += [a for a in e.args if isinstance(a, BaseException)]
+        todo += [c for c in (e.__cause__, e.__context__) if c is not None]
+    return out
+
+
 def classify(exc: BaseException) -> FailureClass:
     """Whether a failure that ended a session is worth retrying as it is.
 
@@ -68,7 +83,7 @@ def classify(exc: BaseException) -> FailureClass:
     :class:`BrokerUnavailableError` are retriable; the errors of :data:`_FATAL` and anything
     unexpected (a bug) are fatal.
     """
-    if any(isinstance(exc, kind) for kind, _ in _FATAL):
+    if any(isinstance(e, kind) for e in _causes(exc) for kind, _ in _FATAL):
         return FailureClass.FATAL
     if isinstance(exc, BrokerUnavailableError | TimeoutError | ConnectionError):
         return FailureClass.RETRIABLE
@@ -89,6 +104,7 @@ def _transient(exc: ke.KafkaError) -> bool:
 def explain(exc: BaseException) -> str:
     """One line for the log: what failed and, for fatal errors, what to change."""
     for kind, advice in _FATAL:
-        if isinstance(exc, kind):
-            return f"{advice} ({type(exc).__name__}: {exc})"
+        for e in _causes(exc):
+            if isinstance(e, kind):
+                return f"{advice} ({type(e).__name__}: {e})"
     return f"{type(exc).__name__}: {exc}"
