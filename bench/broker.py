@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_KAFKA_SCRIPT = ROOT / "deploy" / "kafka" / "local_kafka.py"
@@ -37,12 +38,20 @@ def running_broker(bootstrap: str | None = None) -> Iterator[str]:
     if bootstrap:
         yield bootstrap
         return
+    with owned_broker() as broker:
+        yield str(broker.bootstrap)
+
+
+@contextlib.contextmanager
+def owned_broker() -> Iterator[Any]:
+    """A fresh broker in a temp dir (``local_kafka.LocalKafka``: ``bootstrap``, ``stop()``,
+    ``start()``), stopped and removed on exit."""
     mod = local_kafka()
     mod.fetch_jars()
     with tempfile.TemporaryDirectory(prefix="vibewatch-bench-kafka-") as tmp:
         broker = mod.LocalKafka.on_free_ports(Path(tmp))
         broker.start()
         try:
-            yield str(broker.bootstrap)
+            yield broker
         finally:
             broker.stop()

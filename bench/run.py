@@ -26,6 +26,8 @@ from bench import machine  # noqa: E402
 from bench.report import header, write_json  # noqa: E402
 
 SCENARIOS = ("throughput", "baselines", "memory", "cost", "latency", "coldstart")
+#: long scenarios, run only when named (``--scenarios restart,failover,broker-restart``)
+EXTRA = ("restart", "failover", "broker-restart")
 DEFAULT_ARTIFACT = ROOT / "models" / "artifacts" / "default"
 
 
@@ -40,7 +42,8 @@ def _names(text: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bench/run.py", description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog="Scenarios: " + ", ".join(SCENARIOS) + ". Example: bench/run.py --quick; "
+        epilog="Scenarios: " + ", ".join(SCENARIOS) + "; only when named: "
+        + ", ".join(EXTRA) + ". Example: bench/run.py --quick; "
         "bench/run.py --scenarios throughput,baselines --engines 10000 --forms single",
     )
     p.add_argument("--scenarios", type=_names, default=list(SCENARIOS),
@@ -77,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="produce rates in readings/s (default 1000,10000)")
     p.add_argument("--latency-seconds", type=float, default=20.0,
                    help="measured seconds per latency rate (default 20)")
+    p.add_argument("--restart-engines", type=_ints, default=[10_000, 100_000],
+                   help="restart: fleet sizes (default 10000,100000)")
+    p.add_argument("--restart-rate", type=float, default=10_000.0,
+                   help="restart: readings/s of traffic (default 10000)")
+    p.add_argument("--traffic-s", type=float, default=1800.0,
+                   help="restart: seconds of traffic before the restarts (default 1800)")
     p.add_argument("--out", type=Path, help="JSON path (default bench/results/<time>.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -87,13 +96,15 @@ def apply_quick(a: argparse.Namespace) -> None:
     a.naive_sample, a.rewindow_budget = 20, 3.0
     a.memory_engines, a.windows, a.cost_engines = [1000], [16, 256], [1000]
     a.latency_rates, a.latency_seconds = [1000], 4.0
+    a.restart_engines, a.restart_rate, a.traffic_s = [1000], 1000.0, 10.0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    unknown = set(args.scenarios) - set(SCENARIOS)
+    unknown = set(args.scenarios) - set(SCENARIOS) - set(EXTRA)
     if unknown:
-        raise SystemExit(f"unknown scenarios {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
+        raise SystemExit(f"unknown scenarios {sorted(unknown)}; known: "
+                         f"{', '.join(SCENARIOS + EXTRA)}")
     if args.quick:
         apply_quick(args)
     if not (args.artifact / "manifest.json").is_file():

@@ -30,6 +30,8 @@ def datasets(a: argparse.Namespace) -> list[Dataset]:
 def run_all(a: argparse.Namespace, doc: dict[str, Any]) -> None:
     wanted = set(a.scenarios)
     progress = not a.no_progress
+    if wanted & {"restart", "failover", "broker-restart"}:
+        restarts(a, doc)
     needs_broker = wanted & {"throughput", "baselines", "latency", "coldstart"}
     if wanted & {"memory", "cost"}:
         memory_scenarios(a, doc)
@@ -200,3 +202,42 @@ def coldstart(a: argparse.Namespace, doc: dict[str, Any], bootstrap: str,
                   r["rss_ready_mib"], r["engines"], r["rss_loaded_mib"], r["rss_settled_mib"],
                   r["hwm_mib"]]
                  for r in res]), flush=True)
+
+
+def restarts(a: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """The restart, failover and broker-restart scenarios (bench/restart.py)."""
+    from bench import restart
+
+    wanted = set(a.scenarios)
+    out: dict[str, Any] = doc.setdefault("restarts", {})
+    with running_broker(a.bootstrap) as bootstrap:
+        if "restart" in wanted:
+            for engines in a.restart_engines:
+                r = restart.restart(bootstrap, engines, a.restart_rate, a.traffic_s)
+                out.setdefault("restart", []).append(r)
+                for kind in ("graceful", "kill9"):
+                    k = r[kind]
+                    print(f"restart {engines:,} engines after {a.traffic_s:.0f} s at "
+                          f"{a.restart_rate:,.0f}/s, {kind}: ready {k['to_ready_s']} s, "
+                          f"processing {k['to_processing_s']} s, caught up "
+                          f"{k['to_caught_up_s']} s; RSS running {k['rss_running_mib']} MiB, "
+                          f"peak {k['rss_peak_mib']} ({k['rss_peak_ratio']}x), settled "
+                          f"{k['rss_settled_mib']}", flush=True)
+        if "failover" in wanted:
+            r = restart.failover(bootstrap, min(a.restart_engines), a.restart_rate / 10)
+            out["failover"] = r
+            print(f"failover ({r['engines']:,} engines): the survivor owns every partition "
+                  f"{r['to_owning_all_s']} s after the kill, caught up after "
+                  f"{r['to_caught_up_s']} s", flush=True)
+    if "broker-restart" in wanted:
+        if a.bootstrap:
+            print("broker-restart: skipped (needs a broker the benchmark starts itself)")
+            return
+        from bench.broker import owned_broker
+
+        with owned_broker() as broker:
+            r = restart.broker_restart(broker, min(a.restart_engines), a.restart_rate / 10)
+            out["broker_restart"] = r
+            print(f"broker restart ({r['engines']:,} engines): processing again "
+                  f"{r['to_processing_s']} s after the broker is back, ready after "
+                  f"{r['to_ready_s']} s", flush=True)

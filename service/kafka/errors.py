@@ -22,16 +22,12 @@ import ssl
 
 import kafka.errors as ke
 
-from service.errors import BrokerUnavailableError, ConfigError, VibewatchError
+from service.errors import BrokerUnavailableError, ConfigError
 
 
 class FailureClass(enum.Enum):
     RETRIABLE = "retriable"
     FATAL = "fatal"
-
-
-class PipelineFailedError(VibewatchError):
-    """The pipeline gave up after repeated fatal failures; ``str()`` says what to change."""
 
 
 #: Fatal Kafka errors and what the operator should change.

@@ -7,7 +7,7 @@ the compacted changelog topic. This view tails the changelog partitions this ins
 once per instance: in the pipeline's store if owned here, in this view's store if not.
 
 Ownership follows the pipeline (it calls :meth:`FleetView.acquired` and
-:meth:`FleetView.released`, the :class:`service.kafka.pipeline.OwnershipListener` interface):
+:meth:`FleetView.released`, the :class:`service.kafka.partitions.OwnershipListener` interface):
 
 * until the pipeline's first assignment is known, the view reads nothing;
 * partitions the pipeline has restored (``acquired``) are no longer tailed and their engines

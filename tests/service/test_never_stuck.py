@@ -274,11 +274,15 @@ def test_engines_beyond_the_cap_are_dead_letters_and_idle_ones_are_evicted(
         live = sorted(kept)[:2]
         _send(kafka_bootstrap, f"{prefix}.readings", [_reading(e, 120) for e in live])
         wait_for(lambda: set(_counts(service)) == set(live), 90, "the idle engines evicted")
-        changelog: dict[bytes, Any] = {}
-        for r in read_all(kafka_bootstrap, f"{prefix}.changelog"):
-            changelog[r.key] = r.value
-        tombstoned = {k.decode() for k, v in changelog.items() if v is None}
-        assert tombstoned == kept - set(live)
+
+        def tombstoned() -> set[str] | None:
+            changelog: dict[bytes, Any] = {}
+            for r in read_all(kafka_bootstrap, f"{prefix}.changelog"):
+                changelog[r.key] = r.value
+            gone = {k.decode() for k, v in changelog.items() if v is None}
+            return gone if gone == kept - set(live) else None
+
+        wait_for(tombstoned, 30, "tombstones of the evicted engines")
         assert wait_for(lambda: _metric(service, "vibewatch_engines_evicted_total") == 6, 10,
                         "evictions counted")
         # a new engine fits again now

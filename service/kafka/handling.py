@@ -1,0 +1,190 @@
+"""Handling one batch of records: decode, bound, process, and route what fails.
+
+Each message is decoded on its own; whatever goes wrong with it (an
+:class:`~service.errors.InvalidMessageError` or any other exception) makes it a dead letter
+with its reason. Readings of new engines beyond ``state.max_engines`` are dead letters too
+(``engine_limit``). The valid readings of the batch are then processed together. If that
+raises, :meth:`BatchHandler.handle` returns the exception: the pipeline rolls back to the
+last commit and marks the batch's partitions (:attr:`BatchHandler.isolate`) so that, read
+again, every message up to the end of the failed batch is processed on its own, with its
+engine's row backed up first: the message at fault becomes a ``processing_failed`` dead
+letter and nothing else is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from kafka import TopicPartition
+
+from service.config import KafkaSettings, StateSettings
+from service.domain import SourcePosition
+from service.errors import InvalidMessageError
+from service.ingest import MessageDecoder
+from service.ingest.columns import ReadingColumns
+from service.kafka.batches import Records
+from service.kafka.committer import LATENCY_SAMPLES
+from service.kafka.outputs import dead_letter_record, event_record
+from service.kafka.session import Session
+from service.metrics import Metrics
+from service.processor import BatchProcessor, BatchResult
+
+log = logging.getLogger(__name__)
+
+
+class BatchHandler:
+    """Turns batches of records into pending work of a session's committer."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        state: StateSettings,
+        decoder: MessageDecoder,
+        processor: BatchProcessor,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.max_engines = state.max_engines
+        self.decoder = decoder
+        self.processor = processor
+        self.store = processor.store
+        self.metrics = metrics
+        #: after a processing failure: partition -> offset below which records are
+        #: processed one message at a time (kept across sessions: offsets stay meaningful)
+        self.isolate: dict[TopicPartition, int] = {}
+
+    def handle(self, session: Session, records: Records) -> Exception | None:
+        """Decode and process ``records``; their outputs wait in the committer's pending
+        work. Returns the exception if processing the batch raised (nothing of it is then
+        to be committed: the caller rolls back), None otherwise."""
+        started = time.perf_counter()
+        p = session.committer.pending
+        p.touch()
+        self.store.seq += 1
+        p.seq = self.store.seq
+        cols = ReadingColumns(self.decoder.channels)
+        isolated: list[tuple[TopicPartition, Any]] = []
+        n_messages = sum(map(len, records.values()))
+        admit = self._admission(n_messages)
+        for tp, batch in records.items():
+            bound = self.isolate.get(tp)
+            for rec in batch:
+                if bound is not None and rec.offset < bound:
+                    isolated.append((tp, rec))
+                else:
+                    self._decode(session, cols, tp, rec, admit)
+            if batch:
+                p.offsets[tp] = batch[-1].offset + 1
+                if bound is not None and batch[-1].offset + 1 >= bound:
+                    del self.isolate[tp]
+        p.messages += n_messages
+        session.poller.note_messages(n_messages, len(cols))
+        for tp, rec in isolated:  # before the rest: they are older, per partition
+            self._process_one(session, tp, rec)
+        try:
+            result = self.processor.process_columns(cols)
+        except Exception as exc:
+            for tp, batch in records.items():
+                if batch:
+                    self.isolate[tp] = max(self.isolate.get(tp, 0), batch[-1].offset + 1)
+            return exc
+        self._publish(session, result)
+        m = self.metrics
+        m.batch_size.observe(result.processed)
+        m.engines_tracked.set(len(self.store))
+        m.batch_seconds.observe(time.perf_counter() - started)
+        return None
+
+    def forget(self, partitions: set[TopicPartition]) -> None:
+        """``partitions`` moved to another instance: their isolation is its business."""
+        for tp in partitions:
+            self.isolate.pop(tp, None)
+
+    def _admission(self, n_messages: int) -> set[str] | None:
+        """New engines admitted in this batch, when the engine cap could be reached by it
+        (None: far from the cap, nothing to check)."""
+        if len(self.store) + n_messages <= self.max_engines:
+            return None
+        return set()
+
+    def _decode(
+        self, session: Session, cols: ReadingColumns, tp: TopicPartition, rec: Any,
+        admit: set[str] | None,
+    ) -> bool:
+        """Decode ``rec`` into ``cols``; a bad message becomes a dead letter. Returns
+        whether it was added."""
+        try:
+            self.decoder.decode_into(cols, rec.value, rec.key, tp.partition)
+        except InvalidMessageError as exc:
+            self._dead_letter(session, tp, rec, exc.reason, exc.detail)
+            return False
+        except Exception as exc:  # anything else about one message is that message's fault
+            self._dead_letter(session, tp, rec, "decode_failed", f"{type(exc).__name__}: {exc}")
+            return False
+        if admit is not None:
+            engine_id = cols.engine_ids[-1]
+            if engine_id not in self.store.index and engine_id not in admit:
+                if len(self.store) + len(admit) >= self.max_engines:
+                    cols.pop_last()
+                    self._dead_letter(
+                        session, tp, rec, "engine_limit",
+                        f"new engine {engine_id!r} beyond state.max_engines={self.max_engines}",
+                    )
+                    return False
+                admit.add(engine_id)
+        return True
+
+    def _process_one(self, session: Session, tp: TopicPartition, rec: Any) -> None:
+        """Process one message on its own (after a processing failure): if it raises, its
+        engine's row is put back as it was and the message becomes a dead letter."""
+        cols = ReadingColumns(self.decoder.channels)
+        if not self._decode(session, cols, tp, rec, self._admission(1)):
+            return
+        store, engine_id = self.store, cols.engine_ids[0]
+        slot = store.index.get(engine_id)
+        backup = None if slot is None else store.encode_row(slot)
+        try:
+            result = self.processor.process_columns(cols)
+        except Exception as exc:
+            with store.lock:
+                if backup is None:
+                    store.forget(engine_id)
+                else:
+                    store.restore_row(engine_id, backup, self.processor.scorer.init_state(1)[0])
+                    store.changed_seq[store.index[engine_id]] = store.seq
+            log.warning("processing %s[%d]@%d raised %s: dead letter", tp.topic, tp.partition,
+                        rec.offset, exc, exc_info=exc)
+            self._dead_letter(session, tp, rec, "processing_failed",
+                              f"{type(exc).__name__}: {exc}")
+            return
+        self._publish(session, result)
+
+    def _dead_letter(
+        self, session: Session, tp: TopicPartition, rec: Any, reason: str, detail: str
+    ) -> None:
+        log.warning("dead letter %s[%d]@%d: %s: %s", tp.topic, tp.partition, rec.offset,
+                    reason, detail[:200])
+        committer = session.committer
+        limit = min(committer.max_request_size, session.topics.dead_letter_max_bytes)
+        p = committer.pending
+        p.outbox.append((self.settings.dead_letter_topic, dead_letter_record(
+            rec.key, rec.value, rec.headers,
+            SourcePosition(tp.topic, tp.partition, rec.offset), reason, detail, limit,
+        )))
+        p.readings["invalid"] += 1
+        p.dead_letters[reason] += 1
+
+    def _publish(self, session: Session, result: BatchResult) -> None:
+        p = session.committer.pending
+        for event in result.events:
+            p.outbox.append((self.settings.anomalies_topic, event_record(event)))
+            p.events[str(event.status)] += 1
+        if result.events:
+            p.event_list.extend(result.events)
+        p.dirty |= result.dirty
+        p.event_ts_ms.extend(result.event_ts_ms[-LATENCY_SAMPLES:])
+        p.readings["processed"] += result.processed
+        p.readings["duplicate"] += result.duplicate
+        p.readings["late"] += result.late
