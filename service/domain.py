@@ -56,7 +56,11 @@ class EngineView:
 
 @dataclass(frozen=True, slots=True)
 class AnomalyEvent:
-    """Emitted when an engine's status changes."""
+    """Emitted when an engine's status changes.
+
+    ``cause`` says why: ``score`` (the scoring moved it) or ``baseline`` (an operator
+    re-baselined the engine, which starts commissioning afresh).
+    """
 
     engine_id: str
     ts_ms: int
@@ -64,3 +68,4 @@ class AnomalyEvent:
     status: Status
     score: float
     model_version: str
+    cause: str = "score"

@@ -65,6 +65,8 @@ class Scorer(Protocol):
 
     def init_state(self, n: int) -> F64: ...
 
+    def rebaseline(self, state: F64) -> F64: ...
+
     def update(self, residuals: F64, state: F64) -> tuple[ScoreBatchLike, F64]: ...
 
 
@@ -217,6 +219,26 @@ class BatchProcessor:
         store.status[slots] = 0
         store.score[slots] = 0.0
         store.resets[slots] += 1
+
+    def rebaseline(self, engine_id: str, ts_ms: int) -> AnomalyEvent | None:
+        """An operator re-baselined ``engine_id`` (after maintenance) at ``ts_ms``: its
+        scoring starts commissioning afresh (``Scorer.rebaseline``), its status becomes
+        warm-up. Returns the event, or None when the engine is not tracked here."""
+        store = self.store
+        with store.lock:
+            slot = store.index.get(engine_id)
+            if slot is None:
+                return None
+            previous = self.statuses[int(store.status[slot])]
+            store.score_state[slot] = self.scorer.rebaseline(store.score_state[slot : slot + 1])[0]
+            store.status[slot] = 0
+            store.score[slot] = 0.0
+            store.status_since[slot] = ts_ms
+            store.changed_seq[slot] = store.seq
+        return AnomalyEvent(
+            engine_id=engine_id, ts_ms=ts_ms, previous=previous, status=self.statuses[0],
+            score=0.0, model_version=self.model.version, cause="baseline",
+        )
 
     def rewarm(self, slots: npt.NDArray[np.intp]) -> None:
         """Recompute the recurrent state and next prediction of ``slots`` from their windows.

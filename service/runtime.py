@@ -9,15 +9,19 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from service.config import Settings
 from service.domain import AnomalyEvent
-from service.errors import ArtifactError
+from service.errors import ArtifactError, BrokerUnavailableError
 from service.ingest import MessageDecoder
+from service.kafka import clients
+from service.kafka.commands import command_record
 from service.kafka.fleet_view import FleetView
 from service.kafka.pipeline import Pipeline
 from service.memory import MemoryTrimmer
@@ -92,6 +96,9 @@ class Runtime:
         self.trimmer = MemoryTrimmer(settings.state.trim_interval_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Operator commands go out through their own producer, made when first needed.
+        self._commands: KafkaProducer | None = None
+        self._command_lock = threading.Lock()
         self._set_model_info()
         for level in ("warning", "alarm", "clear"):
             self.metrics.scoring_level.labels(level).set(
@@ -144,6 +151,33 @@ class Runtime:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        with self._command_lock:
+            if self._commands is not None:
+                self._commands.close(timeout=5)
+                self._commands = None
+
+    def tracks(self, engine_id: str) -> bool:
+        """Whether this instance knows ``engine_id`` (owned here or in the fleet view)."""
+        return engine_id in self.store.index or engine_id in self.fleet_store.index
+
+    def request_baseline(self, engine_id: str, timeout_s: float = 10.0) -> int:
+        """Ask the engine's owner to re-baseline it (see :mod:`service.kafka.commands`):
+        a command on the readings topic, applied in order with the engine's readings and
+        committed exactly once. Returns the request time (epoch ms). Raises
+        BrokerUnavailableError when the command cannot be sent."""
+        ts_ms = int(time.time() * 1000)
+        key, value, headers = command_record("baseline", engine_id, ts_ms)
+        with self._command_lock:
+            if self._commands is None:
+                self._commands = clients.producer(self.settings.kafka, "commands", acks="all",
+                                                  enable_idempotence=True)
+            future = self._commands.send(self.settings.kafka.readings_topic, key=key,
+                                         value=value, headers=headers)
+        try:
+            future.get(timeout=timeout_s)
+        except Exception as exc:
+            raise BrokerUnavailableError(f"the baseline command could not be sent: {exc}") from exc
+        return ts_ms
 
     def reload_model(self, artifact_dir: Path) -> StreamingModel:
         """Switch to another artifact without losing per-engine state.

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from service.api.deps import RuntimeDep, TokenDep
 from service.api.schemas import (
+    BaselineOut,
     EngineOut,
     EnginePage,
     ErrorOut,
@@ -22,7 +23,7 @@ from service.api.schemas import (
     ReloadIn,
 )
 from service.domain import Status
-from service.errors import ArtifactError
+from service.errors import ArtifactError, BrokerUnavailableError
 from service.views import all_views, engine_view, history
 
 router = APIRouter()
@@ -130,6 +131,29 @@ def list_events(
     ]
     return EventPage(total=len(events), offset=offset, limit=limit,
                      events=[EventOut.of(e) for e in events[offset : offset + limit]])
+
+
+@router.post(
+    "/engines/{engine_id}/baseline", response_model=BaselineOut, status_code=202,
+    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut},
+               503: {"model": ErrorOut}}, tags=["engines"],
+)
+def rebaseline(runtime: RuntimeDep, _auth: TokenDep, engine_id: str) -> BaselineOut:
+    """Re-baseline an engine after maintenance: its scoring forgets what it learned and
+    commissions afresh from the next readings. Applied by the engine's owner in order with
+    its readings and committed exactly once; recorded as an anomaly event (cause
+    ``baseline``)."""
+    if not runtime.tracks(engine_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"engine {engine_id!r} is not tracked")
+    try:
+        ts_ms = runtime.request_baseline(engine_id)
+    except BrokerUnavailableError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    return BaselineOut(
+        engine_id=engine_id, requested_at=datetime.fromtimestamp(ts_ms / 1000, tz=UTC),
+        detail="accepted: the engine's owner applies it in order with its readings; an "
+        "anomaly event with cause 'baseline' records it",
+    )
 
 
 def _model_out(runtime: RuntimeDep) -> ModelOut:

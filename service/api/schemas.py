@@ -65,11 +65,13 @@ class EventOut(BaseModel):
     status: Status
     score: float
     model_version: str
+    cause: str = Field(description="score: the scoring changed the status; baseline: an "
+                       "operator re-baselined the engine (commissioning starts afresh).")
 
     @classmethod
     def of(cls, e: AnomalyEvent) -> EventOut:
         return cls(engine_id=e.engine_id, ts=_dt(e.ts_ms), previous=e.previous, status=e.status,
-                   score=e.score, model_version=e.model_version)
+                   score=e.score, model_version=e.model_version, cause=e.cause)
 
 
 class EventPage(BaseModel):
@@ -98,3 +100,12 @@ class Health(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str
+
+
+class BaselineOut(BaseModel):
+    engine_id: str
+    requested_at: datetime = Field(description="When the re-baseline was requested.")
+    detail: str = Field(
+        description="What happens next: the engine's owner applies it in order with the "
+        "engine's readings; an anomaly event with cause 'baseline' records it."
+    )

@@ -47,9 +47,11 @@ DECODER_REASONS: tuple[str, ...] = (
     "bad_reading",
 )
 #: Reasons the pipeline gives rather than the decoder's checks: an unexpected exception
-#: while decoding a message, one while processing its readings, and a new engine beyond
-#: ``state.max_engines``.
-PIPELINE_REASONS: tuple[str, ...] = ("decode_failed", "processing_failed", "engine_limit")
+#: while decoding a message, one while processing its readings, a new engine beyond
+#: ``state.max_engines``, and an operator command it does not know or cannot read.
+PIPELINE_REASONS: tuple[str, ...] = (
+    "decode_failed", "processing_failed", "engine_limit", "bad_command",
+)
 #: Every reason a dead letter can carry.
 REASONS = DECODER_REASONS + PIPELINE_REASONS
 

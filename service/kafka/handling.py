@@ -25,6 +25,7 @@ from service.errors import InvalidMessageError
 from service.ingest import MessageDecoder
 from service.ingest.columns import ReadingColumns
 from service.kafka.batches import Records
+from service.kafka.commands import command_name, decode_command
 from service.kafka.committer import LATENCY_SAMPLES
 from service.kafka.outputs import dead_letter_record, event_record
 from service.kafka.session import Session
@@ -64,25 +65,55 @@ class BatchHandler:
         p.touch()
         self.store.seq += 1
         p.seq = self.store.seq
-        cols = ReadingColumns(self.decoder.channels)
-        isolated: list[tuple[TopicPartition, Any]] = []
         n_messages = sum(map(len, records.values()))
-        admit = self._admission(n_messages)
+        p.messages += n_messages
+        # Records up to the end of a batch that failed before: one message at a time, first
+        # (they are the oldest of their partitions).
+        rest: dict[TopicPartition, list[Any]] = {}
         for tp, batch in records.items():
             bound = self.isolate.get(tp)
+            if bound is None:
+                rest[tp] = batch
+                continue
             for rec in batch:
-                if bound is not None and rec.offset < bound:
-                    isolated.append((tp, rec))
-                else:
+                if rec.offset < bound:
+                    self._process_one(session, tp, rec)
+            rest[tp] = [rec for rec in batch if rec.offset >= bound]
+            if batch and batch[-1].offset + 1 >= bound:
+                del self.isolate[tp]
+        cols = ReadingColumns(self.decoder.channels)
+        admit = self._admission(n_messages)
+        decoded = 0
+        for tp, batch in rest.items():
+            for rec in batch:
+                name = command_name(rec.headers) if rec.headers else None
+                if name is None:
                     self._decode(session, cols, tp, rec, admit)
+                    continue
+                # A command applies between the engine's readings before and after it.
+                decoded += len(cols)
+                failed = self._process(session, cols, records)
+                if failed is not None:
+                    return failed
+                cols = ReadingColumns(self.decoder.channels)
+                self._command(session, tp, rec, name)
+        for tp, batch in records.items():
             if batch:
                 p.offsets[tp] = batch[-1].offset + 1
-                if bound is not None and batch[-1].offset + 1 >= bound:
-                    del self.isolate[tp]
-        p.messages += n_messages
-        session.poller.note_messages(n_messages, len(cols))
-        for tp, rec in isolated:  # before the rest: they are older, per partition
-            self._process_one(session, tp, rec)
+        session.poller.note_messages(n_messages, decoded + len(cols))
+        failed = self._process(session, cols, records)
+        if failed is not None:
+            return failed
+        m = self.metrics
+        m.engines_tracked.set(len(self.store))
+        m.batch_seconds.observe(time.perf_counter() - started)
+        return None
+
+    def _process(
+        self, session: Session, cols: ReadingColumns, records: Records
+    ) -> Exception | None:
+        """Process decoded readings; on an exception mark ``records`` for processing one
+        message at a time when they are read again, and return it."""
         try:
             result = self.processor.process_columns(cols)
         except Exception as exc:
@@ -91,11 +122,25 @@ class BatchHandler:
                     self.isolate[tp] = max(self.isolate.get(tp, 0), batch[-1].offset + 1)
             return exc
         self._publish(session, result)
-        m = self.metrics
-        m.batch_size.observe(result.processed)
-        m.engines_tracked.set(len(self.store))
-        m.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(result.processed)
         return None
+
+    def _command(self, session: Session, tp: TopicPartition, rec: Any, name: str) -> None:
+        """Apply an operator command (see :mod:`service.kafka.commands`); a bad one is a
+        dead letter, one for an engine not tracked here is logged and dropped."""
+        try:
+            command = decode_command(name, rec.value, rec.key)
+        except InvalidMessageError as exc:
+            self._dead_letter(session, tp, rec, exc.reason, exc.detail)
+            return
+        event = self.processor.rebaseline(command.engine_id, command.ts_ms)
+        if event is None:
+            log.warning("%s for engine %s, which is not tracked here: ignored", name,
+                        command.engine_id)
+            return
+        session.committer.pending.dirty.add(self.store.index[command.engine_id])
+        self._publish(session, BatchResult(events=[event]))
+        log.info("engine %s re-baselined (was %s)", command.engine_id, event.previous)
 
     def forget(self, partitions: set[TopicPartition]) -> None:
         """``partitions`` moved to another instance: their isolation is its business."""
@@ -139,6 +184,10 @@ class BatchHandler:
     def _process_one(self, session: Session, tp: TopicPartition, rec: Any) -> None:
         """Process one message on its own (after a processing failure): if it raises, its
         engine's row is put back as it was and the message becomes a dead letter."""
+        name = command_name(rec.headers) if rec.headers else None
+        if name is not None:
+            self._command(session, tp, rec, name)
+            return
         cols = ReadingColumns(self.decoder.channels)
         if not self._decode(session, cols, tp, rec, self._admission(1)):
             return

@@ -47,6 +47,7 @@ def event_record(event: AnomalyEvent) -> Record:
         "status": str(event.status),
         "score": event.score,
         "model_version": event.model_version,
+        "cause": event.cause,
     }
     return event.engine_id.encode(), json.dumps(doc, separators=(",", ":")).encode(), []
 

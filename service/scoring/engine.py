@@ -114,6 +114,11 @@ class EngineScoring:
         state[:, self._s1 :] = self.status.init_state(n)
         return state
 
+    def rebaseline(self, state: FloatArray) -> FloatArray:
+        """What an operator's re-baseline does to engines' scoring rows: commissioning
+        starts afresh (the rows are those of new engines)."""
+        return self.init_state(len(state))
+
     def update(self, residuals: FloatArray, state: FloatArray) -> tuple[ScoreBatch, FloatArray]:
         """Score one reading per engine, then learn from it.
 
