@@ -56,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
         for section, values in overrides.items():
             merged[section].update(values)
         settings = load_settings(**merged)
+    if not log.isEnabledFor(logging.DEBUG):
+        # kafka-python logs every failed connection attempt and slow I/O task (about six
+        # lines a second while a broker is away); the pipeline logs one line per session
+        # failure with what it does next, and readiness says the rest.
+        logging.getLogger("kafka.net").setLevel(logging.CRITICAL)
     # Fail at start-up, before binding the port, if the artifact is unusable.
     runtime = Runtime(settings)
     log.info(

@@ -149,7 +149,13 @@ class Runtime:
         self.fleet_view.stop()
         self.trimmer.stop()
         if self._thread is not None:
-            self._thread.join(timeout)
+            deadline = time.monotonic() + timeout
+            while self._thread.is_alive() and time.monotonic() < deadline:
+                self._thread.join(0.1)
+                if not self.pipeline.connected:
+                    # still connecting (a broker that does not answer): nothing to commit,
+                    # so no reason to wait out the client's bootstrap timeout
+                    break
             self._thread = None
         with self._command_lock:
             if self._commands is not None:

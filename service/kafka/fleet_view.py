@@ -112,12 +112,16 @@ class FleetView:
 
     # -- the view thread -------------------------------------------------------------------
     def _run(self) -> None:
+        backoff = 1.0
         while not self._stop.is_set():
             try:
                 self._tail()
-            except Exception:
-                log.exception("fleet view failed; retrying")
-                self._stop.wait(2.0)
+                backoff = 1.0
+            except Exception as exc:  # the broker away, mostly: the pipeline says more
+                log.warning("fleet view: %s: %s; retrying in %.0f s", type(exc).__name__, exc,
+                            backoff, exc_info=log.isEnabledFor(logging.DEBUG))
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
 
     def _tail(self) -> None:
         s = self.settings

@@ -118,6 +118,11 @@ class Pipeline:
                           "readings topic has partitions)")
         return True, f"ready; owns partitions {owned}"
 
+    @property
+    def connected(self) -> bool:
+        """Whether a session is up (its clients exist; there may be work to commit)."""
+        return self._session_ is not None
+
     def _update_ready(self) -> None:
         ready, _ = self.readiness()
         if ready != self.ready.is_set():

@@ -18,7 +18,7 @@ from kafka import KafkaProducer
 
 from tests.support import ServiceProcess, topic_env, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 ENGINES = 100_000
 PAGE = 10_000  # the API's largest page
@@ -79,7 +79,7 @@ def test_a_hundred_thousand_engines_survive_restarts(kafka_bootstrap: str,
         wait_for(lambda: _readings(svc) == {5: ENGINES}, 900, "100,000 engines processed",
                  interval_s=2.0)
     finally:
-        assert svc.stop() == 0, svc.log_tail()
+        assert svc.stop(timeout_s=300) == 0, svc.log_tail()
 
     svc = ServiceProcess(env, tmp_path / "b.log", "scale").start()
     try:
@@ -99,4 +99,4 @@ def test_a_hundred_thousand_engines_survive_restarts(kafka_bootstrap: str,
         wait_for(lambda: _readings(svc) == {9: ENGINES}, 900, "processing after kill -9",
                  interval_s=2.0)
     finally:
-        assert svc.stop() == 0, svc.log_tail()
+        assert svc.stop(timeout_s=300) == 0, svc.log_tail()
