@@ -39,10 +39,13 @@ def compare(
     series: Sequence[Series],
     predict: Callable[[Series], np.ndarray],
     ma_window: int,
+    others: Mapping[str, Callable[[Series], np.ndarray]] | None = None,
 ) -> list[Row]:
-    """Rows for the model (``predict``), last value and moving average over ``series``."""
+    """Rows for the model (``predict``), last value and moving average over ``series``, and
+    for every predictor in ``others`` (name -> predictor), e.g. the model before fine-tuning."""
     methods: list[tuple[str, Callable[[Series], np.ndarray]]] = [
         ("model", predict),
+        *(others or {}).items(),
         ("last_value", lambda s: last_value(s.values)),
         (f"moving_average_{ma_window}", lambda s: moving_average(s.values, ma_window)),
     ]
@@ -59,13 +62,14 @@ def evaluate_parts(
     val: Sequence[Series],
     parts: Mapping[str, Sequence[Series]],
     predict: Callable[[Series], np.ndarray],
+    others: Mapping[str, Callable[[Series], np.ndarray]] | None = None,
 ) -> tuple[int, list[Row]]:
     """Choose the moving-average window on ``val``, then compare on every part in ``parts``."""
     window = choose_ma_window(val)
     rows: list[Row] = []
     for part, series in parts.items():
         if series:
-            rows.extend(compare(dataset, part, series, predict, window))
+            rows.extend(compare(dataset, part, series, predict, window, others))
     return window, rows
 
 
