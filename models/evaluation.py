@@ -75,7 +75,10 @@ def evaluate_parts(
 
 def format_table(rows: Sequence[Row]) -> str:
     """A fixed-width table: one line per dataset, part, channel and method."""
-    header = f"{'dataset':<10} {'part':<5} {'channel':<10} {'method':<20} {'RMSE':>11} "
+    wd = max([10, *(len(r.dataset) for r in rows)])
+    wc = max([10, *(len(r.channel) for r in rows)])
+    wm = max([20, *(len(r.method) for r in rows)])
+    header = f"{'dataset':<{wd}} {'part':<5} {'channel':<{wc}} {'method':<{wm}} {'RMSE':>11} "
     header += f"{'MAE':>11} {'vs last':>8} {'n':>7}"
     lines = [header, "-" * len(header)]
     base: dict[tuple[str, str, str], float] = {
@@ -85,7 +88,7 @@ def format_table(rows: Sequence[Row]) -> str:
         ref = base.get((r.dataset, r.part, r.channel))
         rel = f"{r.rmse / ref:8.3f}" if ref else f"{'':>8}"
         lines.append(
-            f"{r.dataset:<10} {r.part:<5} {r.channel:<10} {r.method:<20} {r.rmse:11.5g} "
+            f"{r.dataset:<{wd}} {r.part:<5} {r.channel:<{wc}} {r.method:<{wm}} {r.rmse:11.5g} "
             f"{r.mae:11.5g} {rel} {r.count:7d}"
         )
     return "\n".join(lines)

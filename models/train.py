@@ -106,7 +106,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_fit_arguments(
-    parser: argparse.ArgumentParser, *, epochs: int = 60, patience: int = 10
+    parser: argparse.ArgumentParser, *, epochs: int = 60, patience: int = 10, verbose: int = 2
 ) -> argparse._ArgumentGroup:
     """Training options, shared by ``train`` and ``tune``; returns the group."""
     t = parser.add_argument_group("training")
@@ -136,7 +136,11 @@ def add_fit_arguments(
     t.add_argument("--huber-delta", type=float, default=0.1, help="scaled units (default 0.1)")
     t.add_argument("--seed", type=int, default=0, help="seeds the split and training (default 0)")
     t.add_argument(
-        "--verbose", type=int, choices=(0, 1, 2), default=2, help="Keras verbosity (default 2)"
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=verbose,
+        help=f"Keras verbosity per epoch (default {verbose})",
     )
     return t
 
