@@ -191,6 +191,8 @@ def _tuning_text(manifest: dict[str, Any]) -> str:
     for t in tuning["trials"]:
         p = t["params"]
         mark = " **(chosen)**" if t["number"] == tuning["chosen"] else ""
+        if "repeat_of" in t:
+            mark += f" (repeats {t['repeat_of']}, not refitted)"
         value = "failed" if t["value"] is None else f"{t['value']:.5f}"
         lines.append(
             f"| {t['number']}{mark} | {p['cell']} | {p['units']} | {p['layers']} | "

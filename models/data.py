@@ -121,7 +121,7 @@ def detect_format(path: Path) -> str:
     csvs = [f for f in files if f.suffix == ".csv"]
     if csvs and all(_header(f)[:2] == ["timestamp", "value"] for f in csvs):
         return "nab"
-    if csvs and all("Accelerometer1RMS" in _header(f) for f in csvs):
+    if csvs and all(any("Accelerometer1RMS" in h for h in _header(f)) for f in csvs):
         return "skab"
     if csvs:
         return "csv"

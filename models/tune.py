@@ -140,6 +140,13 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
                     "sequence_length", args.sequence_lengths
                 ),
             }
+            # TPE may propose a combination again; training is deterministic, so the earlier
+            # value stands and the budget's time goes to new combinations.
+            for earlier in study.trials:
+                if earlier.params == trial.params and earlier.value is not None:
+                    trial.set_user_attr("repeat_of", earlier.number)
+                    log.info("trial %d: repeats trial %d", trial.number, earlier.number)
+                    return float(earlier.value)
             arch = _arch(args, params)
             settings = fit_settings(args, params["sequence_length"], lr)
             keras.backend.clear_session()
@@ -166,7 +173,9 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
 
         with logging_redirect_tqdm():
             study.optimize(objective, n_trials=args.trials, show_progress_bar=True)
-        chosen = study.best_trial
+        best = study.best_trial
+        # A repeated combination points at the trial that was fitted (and saved).
+        chosen = study.trials[best.user_attrs.get("repeat_of", best.number)]
         model = keras.saving.load_model(best_path, safe_mode=True)
         params = dict(chosen.params)
         arch = _arch(args, params)

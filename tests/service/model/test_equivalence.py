@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from service.model import load_streaming_model
-from tests.service.model.helpers import DEFAULT_ARTIFACT, BuildArtifact, healthy_readings
+from tests.service.model.helpers import (
+    ARTIFACTS,
+    DEFAULT_ARTIFACT,
+    IMS_DATA,
+    BuildArtifact,
+    healthy_readings,
+)
 
 TOLERANCE = 1e-5  # scaled units
 
@@ -164,3 +170,31 @@ def test_engines_in_a_batch_do_not_interact() -> None:
     for k in range(6):
         alone, _ = model.run(xs[k : k + 1])
         np.testing.assert_allclose(alone[0], batched[k], rtol=0, atol=1e-7)
+
+
+SHIPPED_MULTICHANNEL = ("ims1-8ch", "skab-pump", "cmapss-fd001")
+
+
+@pytest.mark.parametrize("name", SHIPPED_MULTICHANNEL)
+def test_shipped_multichannel_artifacts_stream_like_keras(name: str) -> None:
+    # Readings wandering over +-3 scaled units around each channel's training level, with
+    # noise: every channel moves on its own.
+    artifact = ARTIFACTS / name
+    model = load_streaming_model(artifact)
+    rng = np.random.default_rng(21)
+    n_ch = len(model.channels)
+    z = np.clip(np.cumsum(rng.normal(0, 0.1, size=(16, 1500, n_ch)), axis=1), -3, 3)
+    xs = model.unscale(z + rng.normal(0, 0.3, size=z.shape))
+    streamed = stream(artifact, xs)
+    expected = keras_predict(artifact, xs)
+    assert max_scaled_diff(artifact, streamed, expected) <= TOLERANCE
+
+
+def test_ims_8_channel_artifact_streams_the_shipped_test_1_like_keras() -> None:
+    from models.data import load_ims_multi
+
+    artifact = ARTIFACTS / "ims1-8ch"
+    (series,) = load_ims_multi(IMS_DATA / "ims_test1_snapshot_meanabs.csv").series
+    assert series.channels == load_streaming_model(artifact).channels
+    xs = series.values[None]
+    assert max_scaled_diff(artifact, stream(artifact, xs), keras_predict(artifact, xs)) <= TOLERANCE
