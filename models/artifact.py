@@ -13,6 +13,7 @@ The runtime (``service.model``) reads the same files without TensorFlow and repl
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from collections.abc import Callable, Sequence
@@ -33,8 +34,13 @@ PROBE_STEPS = 64
 PROBE_TOLERANCE = 1e-5
 
 
+@functools.cache
 def code_version() -> str:
-    """The git commit of this code, with ``+dirty`` when models/ has local changes."""
+    """The git commit of this code, with ``+dirty`` when models/ has local changes.
+
+    Cached: train and tune call it when they start, so an artifact names the code that
+    trained it even if the tree changes while a long run goes on.
+    """
     here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(

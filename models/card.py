@@ -214,9 +214,18 @@ def write_card(
     training = manifest["training"]
     plot_loss(out / LOSS_PNG, training["history"])
     preds = [predict(s) for s in held_out]
+    source = SOURCES.get(manifest["data"]["format"])
+    show_series = source is None or source.redistributable
     if held_out:
-        plot_prediction(out / PREDICTION_PNG, held_out[0], preds[0])
+        if show_series:
+            plot_prediction(out / PREDICTION_PNG, held_out[0], preds[0])
         plot_errors(out / ERRORS_PNG, held_out, preds, manifest["scaler"]["scale"])
+    prediction = (
+        f"![prediction against actual]({PREDICTION_PNG})"
+        if show_series
+        else "(No plot of predicted against actual readings: the data's licence does not "
+        "allow shipping a reproduction of it.)"
+    )
     arch = manifest["architecture"]
     data = manifest["data"]
     split = data["split"]
@@ -263,7 +272,7 @@ chosen on the validation engines. "vs last" is RMSE relative to the last-value b
 {format_table(rows)}
 ```
 
-![prediction against actual]({PREDICTION_PNG})
+{prediction}
 
 ![error distribution]({ERRORS_PNG})
 

@@ -11,10 +11,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Source:
-    """A public data set: how to cite it and under which terms it may be used."""
+    """A public data set: how to cite it and under which terms it may be used.
+
+    ``redistributable`` False: nothing that reproduces readings (a plot of the series) goes
+    into an artifact; figures derived from them (errors, loss) do.
+    """
 
     citation: str
     licence: str
+    redistributable: bool = True
 
 
 IMS = Source(
@@ -33,7 +38,9 @@ SKAB = Source(
     "doi:10.34740/KAGGLE/DSV/1693952; github.com/waico/SKAB (v0.9)",
     "GPL-3.0. The data is read from ../shared/data/skab-dev at training time and never "
     "copied into the project: this artifact holds weights, scaling statistics, error "
-    "figures and plots, and its probe sequence is synthetic",
+    "figures, an error histogram and the loss curves; its probe sequence is synthetic and no "
+    "plot of the readings is included",
+    redistributable=False,
 )
 NAB = Source(
     "Lavin & Ahmad (2015), arXiv:1510.03336; github.com/numenta/NAB",

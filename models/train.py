@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from models import data as data_mod
-from models.artifact import load_keras, read_manifest, series_predictor, write_artifact
+from models.artifact import (
+    code_version,
+    load_keras,
+    read_manifest,
+    series_predictor,
+    write_artifact,
+)
 from models.card import write_card
 from models.data import Dataset, Series
 from models.evaluation import evaluate_parts, summary
@@ -326,6 +332,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     """
     started = time.monotonic()
     parent: dict[str, Any] | None = None
+    code_version()  # the code that trains, recorded as it is now
     if args.init_from is not None:
         parent, arch = _parent(args)
         ds = load_data(args, args.channels or parent["channels"])

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from models import data as data_mod
+from models.artifact import code_version
 from models.evaluation import Row, format_table
 from models.fitting import FitResult, fit, validation_score
 from models.forecast import Scaler
@@ -108,6 +109,7 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
     """Run the search and write the chosen model's artifact; return its manifest."""
     _check(args)
     started = time.monotonic()
+    code_version()  # the code that trains, recorded as it is now
     ds = load_data(args)
     # One context for every trial, so each one is scored on exactly the same readings.
     split = make_split(args, ds, max(args.sequence_lengths))
