@@ -141,7 +141,7 @@ def load(
     channel names, then ``channels`` selects and orders columns; ``units`` (channel -> unit)
     adds to or overrides the units the format defines."""
     kind, path = parse_spec(spec)
-    if not path.exists():
+    if not (path.exists() or (_is_pattern(path) and _files(path, ()))):
         raise DataError(path, "no such file or directory")
     if kind == "ims":
         ds = load_ims(path)
@@ -195,9 +195,17 @@ def select_channels(ds: Dataset, channels: Sequence[str]) -> Dataset:
     return Dataset(ds.name, ds.kind, tuple(out), ds.files, ds.sha256, ds.units)
 
 
+def _is_pattern(path: Path) -> bool:
+    return any(ch in path.name for ch in "*?[")
+
+
 def _files(path: Path, patterns: Sequence[str]) -> list[Path]:
+    """The file ``path``, the files of the directory ``path`` matching ``patterns``, or the
+    files matching ``path`` when its last part is a glob pattern (``skab-dev/valve1_*.csv``)."""
     if path.is_file():
         return [path]
+    if _is_pattern(path):
+        return sorted(f for f in path.parent.glob(path.name) if f.is_file())
     return sorted({f for p in patterns for f in path.glob(p) if f.is_file()})
 
 

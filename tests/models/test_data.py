@@ -174,3 +174,12 @@ def test_csv_units_from_the_command_line(tmp_path: Path) -> None:
     assert ds.channel_units == ("g", "")
     with pytest.raises(DataError, match="unknown channel"):
         load(f"csv:{tmp_path}", units={"speed": "rpm"})
+
+
+def test_a_glob_pattern_selects_files(tmp_path: Path) -> None:
+    for name in ("valve1_0", "valve1_1", "other_1", "anomaly-free"):
+        write(tmp_path / f"{name}.csv", "t,rms\n0,1.0\n1,1.1\n")
+    ds = load(f"csv:{tmp_path}/[vo]*.csv")
+    assert [s.engine_id for s in ds.series] == ["other-1", "valve1-0", "valve1-1"]
+    with pytest.raises(DataError, match="no such file"):
+        load(f"csv:{tmp_path}/nothing*.csv")

@@ -160,6 +160,7 @@ def test_inconsistent_manifest(
 def test_manifest_channel_count_differs_from_the_model(artifact: Path) -> None:
     def two_channels(m: dict[str, Any]) -> None:
         m["channels"] = ["vibration", "temperature"]
+        m["units"] = ["g", "degC"]
         m["scaler"] = {"kind": "standard", "mean": [0.1, 20.0], "scale": [0.02, 1.0]}
         m["probe"]["inputs"] = [[[0.1, 20.0]] * 4]
         m["probe"]["outputs"] = [[[0.1, 20.0]] * 4]
