@@ -112,22 +112,34 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_fit_arguments(
-    parser: argparse.ArgumentParser, *, epochs: int = 60, patience: int = 10, verbose: int = 2
+    parser: argparse.ArgumentParser,
+    *,
+    epochs: int = 60,
+    patience: int = 10,
+    verbose: int = 2,
+    fine_tune: bool = True,
 ) -> argparse._ArgumentGroup:
     """Training options, shared by ``train`` and ``tune``; returns the group."""
     t = parser.add_argument_group("training")
     t.add_argument("--stride", type=int, help="window stride (default: sequence length / 4)")
     t.add_argument("--batch-size", type=int, default=32, help="default 32")
     t.add_argument(
-        "--epochs", type=int, default=epochs, help=f"upper bound; early stopping ends it ({epochs})"
+        "--epochs",
+        type=int,
+        default=epochs,
+        help=f"upper bound; early stopping ends it (default {epochs})",
     )
     t.add_argument(
-        "--patience", type=int, default=patience, help=f"early-stopping patience ({patience})"
+        "--patience",
+        type=int,
+        default=patience,
+        help=f"early-stopping patience (default {patience})",
     )
     t.add_argument(
         "--learning-rate",
         type=float,
-        help=f"default {LEARNING_RATE:g}, or {FINE_TUNE_LEARNING_RATE:g} with --init-from",
+        help=f"default {LEARNING_RATE:g}"
+        + (f", or {FINE_TUNE_LEARNING_RATE:g} with --init-from" if fine_tune else ""),
     )
     t.add_argument(
         "--augment", type=int, default=3, help="level-shifted copies per window (default 3)"

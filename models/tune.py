@@ -89,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--conv-activation", choices=("linear", "relu", "tanh"), default="relu", help="default relu"
     )
-    add_fit_arguments(parser, epochs=30, patience=5, verbose=0)
+    add_fit_arguments(parser, epochs=30, patience=5, verbose=0, fine_tune=False)
 
 
 def _check(args: argparse.Namespace) -> None:
