@@ -172,7 +172,7 @@ def test_engines_in_a_batch_do_not_interact() -> None:
         np.testing.assert_allclose(alone[0], batched[k], rtol=0, atol=1e-7)
 
 
-SHIPPED_MULTICHANNEL = ("ims1-8ch", "skab-pump", "cmapss-fd001")
+SHIPPED_MULTICHANNEL = ("ims1-8ch", "skab-pump", "cmapss-fd001", "cmapss-fd001-tuned")
 
 
 @pytest.mark.parametrize("name", SHIPPED_MULTICHANNEL)
