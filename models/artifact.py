@@ -3,8 +3,9 @@
 An artifact is a directory (see ``docs/model.md``)::
 
     model.keras      the Keras model, .keras format (zip: config.json + model.weights.h5)
-    manifest.json    version, channels, scaler, architecture, data hash, split, metrics,
-                     code version, probe sequence (raw inputs + the Keras model's outputs)
+    manifest.json    version, channels, units, scaler, architecture, data hash, split,
+                     metrics, code version, probe sequence (raw inputs + the Keras model's
+                     outputs; synthetic, so an artifact never carries training data)
     model_card.md    human summary, with the PNG plots next to it
 
 The runtime (``service.model``) reads the same files without TensorFlow and replays the probe.
@@ -12,6 +13,7 @@ The runtime (``service.model``) reads the same files without TensorFlow and repl
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from collections.abc import Callable, Sequence
@@ -23,7 +25,7 @@ import numpy as np
 
 from models.data import Series
 from models.forecast import Scaler
-from models.network import ArchitectureConfig, quiet_tensorflow
+from models.network import ArchitectureConfig, import_keras
 
 FORMAT = "vibewatch.model/1"
 MODEL_FILE = "model.keras"
@@ -32,8 +34,13 @@ PROBE_STEPS = 64
 PROBE_TOLERANCE = 1e-5
 
 
+@functools.cache
 def code_version() -> str:
-    """The git commit of this code, with ``+dirty`` when models/ has local changes."""
+    """The git commit of this code, with ``+dirty`` when models/ has local changes.
+
+    Cached: train and tune call it when they start, so an artifact names the code that
+    trained it even if the tree changes while a long run goes on.
+    """
     here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(
@@ -49,14 +56,26 @@ def code_version() -> str:
     return f"{sha}+dirty" if dirty else sha
 
 
-def probe_inputs(series: Sequence[Series], scaler: Scaler, steps: int = PROBE_STEPS) -> np.ndarray:
-    """Probe sequences (n, steps, C) raw: the starts of up to three held-out series plus one
-    synthetic sweep from -3 to +3 scaled units, so every part of the input range is exercised."""
+def probe_inputs(scaler: Scaler, steps: int = PROBE_STEPS, seed: int = 0) -> np.ndarray:
+    """Probe sequences (4, steps, C) raw: three seeded random walks with noise and a spike,
+    each channel starting at its own level within +-2 scaled units, plus one sweep from -3 to
+    +3 scaled units on every channel, so the whole input range and the steps between readings
+    are exercised.
+
+    Synthetic on purpose: the manifest then holds no reading of the training data, whose
+    licence may not allow redistributing it (SKAB is GPL-3.0).
+    """
     n_channels = len(scaler.mean)
-    rows = [s.values[:steps] for s in series if len(s) >= steps][:3]
-    sweep = np.linspace(-3.0, 3.0, steps)[:, None] * np.ones((1, n_channels))
-    rows.append(scaler.inverse(sweep))
-    return np.stack(rows).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    start = rng.uniform(-2.0, 2.0, size=(3, 1, n_channels))
+    walk = np.cumsum(rng.normal(0.0, 0.15, size=(3, steps, n_channels)), axis=1)
+    noise = rng.normal(0.0, 0.05, size=(3, steps, n_channels))
+    rows = start + walk + noise
+    rows[:, steps // 2, :] += 2.5  # a spike, as a fault would make
+    sweep = np.linspace(-3.0, 3.0, steps)[None, :, None] * np.ones((1, 1, n_channels))
+    z = np.concatenate([rows, sweep])
+    out: np.ndarray = scaler.inverse(z).astype(np.float64)
+    return out
 
 
 def predict_sequences(model: Any, scaler: Scaler, xs: np.ndarray) -> np.ndarray:
@@ -97,35 +116,37 @@ def write_artifact(
     *,
     name: str,
     channels: Sequence[str],
+    units: Sequence[str],
     scaler: Scaler,
     sequence_length: int,
     arch: ArchitectureConfig,
-    probe_series: Sequence[Series],
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     """Save ``model`` and its manifest into ``out``; return the manifest.
 
-    The probe's expected outputs come from the model as saved and re-loaded with safe mode,
-    so the manifest describes exactly the file on disk.
+    ``units`` holds one unit per channel (``""`` when unknown). The probe's expected outputs
+    come from the model as saved and re-loaded with safe mode, so the manifest describes
+    exactly the file on disk.
     """
-    quiet_tensorflow()
-    import keras
-
+    if len(units) != len(channels):
+        raise ValueError(f"{len(units)} units for {len(channels)} channels")
+    keras = import_keras()
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / MODEL_FILE
     model.save(model_path)
     reloaded = keras.saving.load_model(model_path, safe_mode=True, compile=False)
-    probe_x = probe_inputs(probe_series, scaler)
+    probe_x = probe_inputs(scaler)
     probe_y = predict_sequences(reloaded, scaler, probe_x)
     created = datetime.now(UTC)
     manifest: dict[str, Any] = {
         "format": FORMAT,
-        "version": f"{name}-{arch.cell}{arch.units}x{arch.layers}-{created:%Y%m%dT%H%M%SZ}",
+        "version": f"{name}-{arch.label}-{created:%Y%m%dT%H%M%SZ}",
         "created": created.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "code_version": code_version(),
         "keras_version": keras.__version__,
         "model_file": MODEL_FILE,
         "channels": list(channels),
+        "units": list(units),
         "scaler": {"kind": "standard", "mean": list(scaler.mean), "scale": list(scaler.scale)},
         "sequence_length": sequence_length,
         "architecture": arch.to_json(),
@@ -172,7 +193,5 @@ def read_manifest(artifact: Path) -> dict[str, Any]:
 
 def load_keras(artifact: Path) -> Any:
     """The artifact's Keras model, loaded with safe mode."""
-    quiet_tensorflow()
-    import keras
-
+    keras = import_keras()
     return keras.saving.load_model(artifact / MODEL_FILE, safe_mode=True, compile=False)

@@ -5,10 +5,16 @@ sequence the model reads from its start), with the channel names in column order
 
 - ``ims``: the IMS bearing snapshot CSVs (``ims_test*_snapshot_meanabs.csv``); every bearing
   channel of a test is one engine with the single channel ``vibration`` (g).
+- ``ims-multi``: the same files, one engine per test whose channels are all its bearing
+  channels, named as in the file's header (``Bearing 1 C1`` ... ``Bearing 4 C2`` for test 1).
 - ``cmapss``: NASA C-MAPSS ``train_FD00x.txt``; one engine per unit, channels = sensors.
 - ``nab``: Numenta Anomaly Benchmark style ``timestamp,value`` CSVs; one engine per file,
   channel ``value``.
+- ``skab``: SKAB pump testbed CSVs (``timestamp`` plus 8 sensors, labels dropped); one engine
+  per file, channels named as in the header.
 - ``csv``: a time column plus channel columns; one engine per file, or an engine-id column.
+
+Every dataset carries the unit of each channel where the format defines it (``Dataset.units``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-FORMATS = ("ims", "cmapss", "nab", "csv")
+from models.sources import CMAPSS_UNITS, IMS_UNIT, SKAB_LABELS, SKAB_UNITS
+
+FORMATS = ("ims", "ims-multi", "cmapss", "skab", "nab", "csv")
 #: Below this level (g) on every channel the IMS rig was stopped: such rows are dropped.
 IMS_STOPPED_G = 0.01
 #: C-MAPSS sensors that vary in FD001 (the others are constant or nearly so).
@@ -62,17 +70,24 @@ class Series:
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Series of one format read from ``files``; ``sha256`` hashes the files' bytes."""
+    """Series of one format read from ``files``; ``sha256`` hashes the files' bytes;
+    ``units`` maps a channel name to its unit where known."""
 
     name: str
     kind: str
     series: tuple[Series, ...]
     files: tuple[Path, ...]
     sha256: str = field(default="")
+    units: dict[str, str] = field(default_factory=dict)
 
     @property
     def channels(self) -> tuple[str, ...]:
         return self.series[0].channels if self.series else ()
+
+    @property
+    def channel_units(self) -> tuple[str, ...]:
+        """The unit of each channel in :attr:`channels` order (``""`` where unknown)."""
+        return tuple(self.units.get(c, "") for c in self.channels)
 
 
 def hash_files(files: Sequence[Path]) -> str:
@@ -106,6 +121,8 @@ def detect_format(path: Path) -> str:
     csvs = [f for f in files if f.suffix == ".csv"]
     if csvs and all(_header(f)[:2] == ["timestamp", "value"] for f in csvs):
         return "nab"
+    if csvs and all(any("Accelerometer1RMS" in h for h in _header(f)) for f in csvs):
+        return "skab"
     if csvs:
         return "csv"
     raise DataError(path, "cannot tell the data format; prefix the path with ims:, cmapss:, ...")
@@ -118,14 +135,20 @@ def load(
     engine_column: str | None = None,
     time_column: str | None = None,
     rename: dict[str, str] | None = None,
+    units: dict[str, str] | None = None,
 ) -> Dataset:
     """Load ``spec`` (see :func:`parse_spec`); ``rename`` maps file channel names to model
-    channel names, then ``channels`` selects and orders columns."""
+    channel names, then ``channels`` selects and orders columns; ``units`` (channel -> unit)
+    adds to or overrides the units the format defines."""
     kind, path = parse_spec(spec)
-    if not path.exists():
+    if not (path.exists() or (_is_pattern(path) and _files(path, ()))):
         raise DataError(path, "no such file or directory")
     if kind == "ims":
         ds = load_ims(path)
+    elif kind == "ims-multi":
+        ds = load_ims_multi(path)
+    elif kind == "skab":
+        ds = load_skab(path)
     elif kind == "cmapss":
         ds = load_cmapss(path, channels or CMAPSS_INFORMATIVE)
     elif kind == "nab":
@@ -136,6 +159,11 @@ def load(
         ds = rename_channels(ds, rename)
     if channels is not None and kind != "cmapss":
         ds = select_channels(ds, channels)
+    if units:
+        unknown = sorted(set(units) - set(ds.channels))
+        if unknown:
+            raise DataError(path, f"units given for unknown channel(s) {unknown}")
+        ds = Dataset(ds.name, ds.kind, ds.series, ds.files, ds.sha256, {**ds.units, **units})
     return ds
 
 
@@ -151,7 +179,8 @@ def rename_channels(ds: Dataset, mapping: dict[str, str]) -> Dataset:
         )
         for s in ds.series
     ]
-    return Dataset(ds.name, ds.kind, tuple(out), ds.files, ds.sha256)
+    units = {mapping.get(c, c): u for c, u in ds.units.items()}
+    return Dataset(ds.name, ds.kind, tuple(out), ds.files, ds.sha256, units)
 
 
 def select_channels(ds: Dataset, channels: Sequence[str]) -> Dataset:
@@ -163,12 +192,20 @@ def select_channels(ds: Dataset, channels: Sequence[str]) -> Dataset:
             raise DataError(s.source, f"engine {s.engine_id} has no channel(s) {missing}")
         idx = [s.channels.index(c) for c in channels]
         out.append(Series(s.engine_id, s.source, tuple(channels), s.values[:, idx], s.score_from))
-    return Dataset(ds.name, ds.kind, tuple(out), ds.files, ds.sha256)
+    return Dataset(ds.name, ds.kind, tuple(out), ds.files, ds.sha256, ds.units)
+
+
+def _is_pattern(path: Path) -> bool:
+    return any(ch in path.name for ch in "*?[")
 
 
 def _files(path: Path, patterns: Sequence[str]) -> list[Path]:
+    """The file ``path``, the files of the directory ``path`` matching ``patterns``, or the
+    files matching ``path`` when its last part is a glob pattern (``skab-dev/valve1_*.csv``)."""
     if path.is_file():
         return [path]
+    if _is_pattern(path):
+        return sorted(f for f in path.parent.glob(path.name) if f.is_file())
     return sorted({f for p in patterns for f in path.glob(p) if f.is_file()})
 
 
@@ -213,17 +250,46 @@ def load_ims(path: Path) -> Dataset:
         raise DataError(path, "no ims_*.csv files")
     series = []
     for f in files:
-        header, rows = _read_csv(f)
-        values = _floats(f, rows, list(range(1, len(header))))
-        running = np.flatnonzero(values.max(axis=1) >= IMS_STOPPED_G)
-        if running.size == 0:
-            raise DataError(f, "every row is below the stopped-rig level")
-        values = values[: running[-1] + 1]
-        test = "".join(ch for ch in f.stem.split("_")[1] if ch.isdigit()) or f.stem
-        for k, name in enumerate(header[1:]):
+        names, values = _ims_table(f)
+        test = _ims_test(f)
+        for k, name in enumerate(names):
             engine = f"ims{test}-{_slug(name)}"
             series.append(Series(engine, f.name, ("vibration",), values[:, k : k + 1].copy()))
-    return Dataset("ims", "ims", tuple(series), tuple(files), hash_files(files))
+    units = {"vibration": IMS_UNIT}
+    return Dataset("ims", "ims", tuple(series), tuple(files), hash_files(files), units)
+
+
+def _ims_table(f: Path) -> tuple[list[str], np.ndarray]:
+    """One IMS file: its channel names and values (T, C), stopped-rig rows at the end dropped."""
+    header, rows = _read_csv(f)
+    values = _floats(f, rows, list(range(1, len(header))))
+    running = np.flatnonzero(values.max(axis=1) >= IMS_STOPPED_G)
+    if running.size == 0:
+        raise DataError(f, "every row is below the stopped-rig level")
+    return header[1:], values[: running[-1] + 1]
+
+
+def _ims_test(f: Path) -> str:
+    return "".join(ch for ch in f.stem.split("_")[1] if ch.isdigit()) or f.stem
+
+
+def load_ims_multi(path: Path) -> Dataset:
+    """IMS snapshot CSVs, one engine per test (``ims1``) with every bearing channel of the
+    test as a channel, named as in the header. Several files must share their channels (test
+    1 has 8, test 2 has 4: name one file)."""
+    files = _files(path, ("ims_*.csv",))
+    if not files:
+        raise DataError(path, "no ims_*.csv files")
+    series: list[Series] = []
+    for f in files:
+        names, values = _ims_table(f)
+        if series and tuple(names) != series[0].channels:
+            raise DataError(
+                f, f"channels {names} differ from {series[0].source}'s; name a single file"
+            )
+        series.append(Series(f"ims{_ims_test(f)}", f.name, tuple(names), values))
+    units = dict.fromkeys(series[0].channels, IMS_UNIT)
+    return Dataset("ims-multi", "ims-multi", tuple(series), tuple(files), hash_files(files), units)
 
 
 def load_cmapss(path: Path, channels: Sequence[str] = CMAPSS_INFORMATIVE) -> Dataset:
@@ -249,7 +315,33 @@ def load_cmapss(path: Path, channels: Sequence[str] = CMAPSS_INFORMATIVE) -> Dat
             rows = rows[np.argsort(rows[:, 1], kind="stable")]
             engine = f"{tag}-{int(unit):03d}"
             series.append(Series(engine, f.name, tuple(channels), rows[:, idx].copy()))
-    return Dataset("cmapss", "cmapss", tuple(series), tuple(files), hash_files(files))
+    units = {c: CMAPSS_UNITS.get(c, "") for c in channels}
+    return Dataset("cmapss", "cmapss", tuple(series), tuple(files), hash_files(files), units)
+
+
+def load_skab(path: Path) -> Dataset:
+    """SKAB CSVs (comma- or semicolon-separated): ``timestamp``, the sensors and, in labelled
+    runs, ``anomaly`` and ``changepoint``, which are dropped (labels are never inputs). One
+    engine per file, ``skab-<file stem>``; rows in file order (1 s apart)."""
+    files = _files(path, ("*.csv",))
+    if not files:
+        raise DataError(path, "no .csv files")
+    series: list[Series] = []
+    for f in files:
+        header, rows = _read_csv(f)
+        if len(header) == 1 and ";" in header[0]:
+            header = [h.strip() for h in header[0].split(";")]
+            rows = [r[0].split(";") for r in rows]
+        if "timestamp" not in header:
+            raise DataError(f, "a SKAB file needs a timestamp column")
+        skip = {"timestamp", *SKAB_LABELS}
+        cols = [k for k, h in enumerate(header) if h not in skip]
+        names = tuple(header[k] for k in cols)
+        if series and names != series[0].channels:
+            raise DataError(f, f"channels {names} differ from {series[0].source}'s")
+        series.append(Series(f"skab-{_slug(f.stem)}", f.name, names, _floats(f, rows, cols)))
+    units = {c: SKAB_UNITS.get(c, "") for c in series[0].channels}
+    return Dataset("skab", "skab", tuple(series), tuple(files), hash_files(files), units)
 
 
 def load_nab(path: Path) -> Dataset:

@@ -39,10 +39,13 @@ def compare(
     series: Sequence[Series],
     predict: Callable[[Series], np.ndarray],
     ma_window: int,
+    others: Mapping[str, Callable[[Series], np.ndarray]] | None = None,
 ) -> list[Row]:
-    """Rows for the model (``predict``), last value and moving average over ``series``."""
+    """Rows for the model (``predict``), last value and moving average over ``series``, and
+    for every predictor in ``others`` (name -> predictor), e.g. the model before fine-tuning."""
     methods: list[tuple[str, Callable[[Series], np.ndarray]]] = [
         ("model", predict),
+        *(others or {}).items(),
         ("last_value", lambda s: last_value(s.values)),
         (f"moving_average_{ma_window}", lambda s: moving_average(s.values, ma_window)),
     ]
@@ -59,19 +62,23 @@ def evaluate_parts(
     val: Sequence[Series],
     parts: Mapping[str, Sequence[Series]],
     predict: Callable[[Series], np.ndarray],
+    others: Mapping[str, Callable[[Series], np.ndarray]] | None = None,
 ) -> tuple[int, list[Row]]:
     """Choose the moving-average window on ``val``, then compare on every part in ``parts``."""
     window = choose_ma_window(val)
     rows: list[Row] = []
     for part, series in parts.items():
         if series:
-            rows.extend(compare(dataset, part, series, predict, window))
+            rows.extend(compare(dataset, part, series, predict, window, others))
     return window, rows
 
 
 def format_table(rows: Sequence[Row]) -> str:
     """A fixed-width table: one line per dataset, part, channel and method."""
-    header = f"{'dataset':<10} {'part':<5} {'channel':<10} {'method':<20} {'RMSE':>11} "
+    wd = max([10, *(len(r.dataset) for r in rows)])
+    wc = max([10, *(len(r.channel) for r in rows)])
+    wm = max([20, *(len(r.method) for r in rows)])
+    header = f"{'dataset':<{wd}} {'part':<5} {'channel':<{wc}} {'method':<{wm}} {'RMSE':>11} "
     header += f"{'MAE':>11} {'vs last':>8} {'n':>7}"
     lines = [header, "-" * len(header)]
     base: dict[tuple[str, str, str], float] = {
@@ -81,7 +88,7 @@ def format_table(rows: Sequence[Row]) -> str:
         ref = base.get((r.dataset, r.part, r.channel))
         rel = f"{r.rmse / ref:8.3f}" if ref else f"{'':>8}"
         lines.append(
-            f"{r.dataset:<10} {r.part:<5} {r.channel:<10} {r.method:<20} {r.rmse:11.5g} "
+            f"{r.dataset:<{wd}} {r.part:<5} {r.channel:<{wc}} {r.method:<{wm}} {r.rmse:11.5g} "
             f"{r.mae:11.5g} {rel} {r.count:7d}"
         )
     return "\n".join(lines)

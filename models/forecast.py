@@ -141,8 +141,9 @@ def choose_ma_window(series: Sequence[Series], candidates: Sequence[int] = MA_WI
 def level_shift_augment(
     x: np.ndarray, y: np.ndarray, w: np.ndarray, copies: int, jitter: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Append ``copies`` shifted copies of every window: one offset per window, uniform in
-    ``[-jitter, jitter]`` scaled units, added to inputs and targets alike.
+    """Append ``copies`` shifted copies of every window: one offset per window and channel,
+    uniform in ``[-jitter, jitter]`` scaled units, added to inputs and targets alike (with one
+    channel this draws exactly the offsets it always did).
 
     Machines differ in their normal level far more than the training engines do (IMS test 2
     runs at 0.04-0.08 g, test 1 at ~0.12 g); shifting whole windows teaches the model that the
@@ -152,7 +153,9 @@ def level_shift_augment(
     if copies <= 0 or jitter <= 0:
         return x, y, w
     rng = np.random.default_rng(seed)
-    offsets = rng.uniform(-jitter, jitter, size=(copies * len(x), 1, 1)).astype(np.float32)
+    # Channels' normal levels differ between machines independently of each other.
+    size = (copies * len(x), 1, x.shape[2])
+    offsets = rng.uniform(-jitter, jitter, size=size).astype(np.float32)
     xs = np.concatenate([x, np.tile(x, (copies, 1, 1)) + offsets])
     ys = np.concatenate([y, np.tile(y, (copies, 1, 1)) + offsets])
     ws = np.concatenate([w, np.tile(w, (copies, 1))])

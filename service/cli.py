@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("service.simulator", "publish synthetic vibration readings to Kafka"),
     "replay": ("service.replay", "publish a dataset (NAB, IMS, C-MAPSS, CSV) to Kafka"),
     "train": ("models.train", "train the LSTM and write a model artifact"),
+    "tune": ("models.tune", "search the architecture and sequence length, write the best"),
 }
 #: vibewatch evaluate <name>
 EVALUATE: dict[str, tuple[str, str]] = {

@@ -1,15 +1,16 @@
 """The batched one-step recurrent update, in NumPy.
 
-One call advances every engine in the batch by one reading: O(layers * units^2) per engine,
-independent of how many readings the engine has seen. The arithmetic follows Keras 3's
-LSTM and GRU (reset_after) cells in float32, so it reproduces the Keras model to ~1e-6.
+One call advances every engine in the batch by one reading: O(layers * units^2) per engine
+(plus O(k * C * filters) for a convolutional front-end), independent of how many readings the
+engine has seen. The arithmetic follows Keras 3's causal Conv1D and its LSTM and GRU
+(reset_after) cells in float32, so it reproduces the Keras model to ~1e-6.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from service.model.weights import CellWeights, NetworkWeights
+from service.model.weights import CellWeights, ConvWeights, NetworkWeights
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -58,6 +59,35 @@ class _Layer:
         return h_new, h_new
 
 
+class _Conv:
+    """A causal convolution over the last ``size`` readings, run one reading at a time.
+
+    Its memory is the ``size - 1`` readings before the current one (scaled units, oldest
+    first), kept in the engine's state vector; zeros before an engine's first readings are
+    exactly Keras's causal zero padding.
+    """
+
+    def __init__(self, weights: ConvWeights, channels: int) -> None:
+        self.size = weights.size
+        self.channels = channels
+        self.state_size = (weights.size - 1) * channels
+        # (k, C, F) -> (k * C, F): row j * C + c multiplies reading t - k + 1 + j, channel c.
+        self.kernel = np.ascontiguousarray(weights.kernel.reshape(-1, weights.filters))
+        self.bias = weights.bias
+        self.activation = weights.activation
+
+    def step(self, x: np.ndarray, buffer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``x`` (n, C), ``buffer`` (n, state_size): return (features (n, F), new buffer)."""
+        window = np.concatenate([buffer, x], axis=1)  # (n, k * C), oldest reading first
+        z = window @ self.kernel
+        z += self.bias
+        if self.activation == "relu":
+            z = np.maximum(z, 0.0)
+        elif self.activation == "tanh":
+            z = np.tanh(z)
+        return z, window[:, self.channels :]
+
+
 #: Smallest batch the matrix products see; see :meth:`Kernel.step`.
 MIN_ROWS = 8
 
@@ -65,12 +95,15 @@ MIN_ROWS = 8
 class Kernel:
     """The network in scaled units: ``step(x_scaled, state) -> (y_scaled, new_state)``.
 
-    The state of one engine is every layer's state concatenated in layer order: for an LSTM
-    layer ``h`` then ``c``, for a GRU layer ``h``; ``state_size`` floats in all.
+    The state of one engine is every layer's state concatenated in layer order (for an LSTM
+    layer ``h`` then ``c``, for a GRU layer ``h``), then, with a convolutional front-end of
+    kernel size k, the k - 1 previous readings in scaled units (oldest first, C floats each):
+    ``state_size`` floats in all. Zeros are the state of an engine that has seen nothing.
     """
 
     def __init__(self, weights: NetworkWeights) -> None:
         self.input_size = weights.input_size
+        self.conv = None if weights.conv is None else _Conv(weights.conv, weights.input_size)
         self.layers = tuple(_Layer(c) for c in weights.cells)
         self.head_kernel = weights.head_kernel
         self.head_bias = weights.head_bias
@@ -79,7 +112,7 @@ class Kernel:
         for layer in self.layers:
             bounds.append(bounds[-1] + layer.state_size)
         self._bounds = bounds
-        self.state_size = bounds[-1]
+        self.state_size = bounds[-1] + (0 if self.conv is None else self.conv.state_size)
 
     def step(self, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One reading for each of n engines: ``x`` (n, C) float32, ``state`` (n, S) float32.
@@ -101,6 +134,9 @@ class Kernel:
     def _step(self, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         inp = x
         parts = []
+        buffer = None
+        if self.conv is not None:
+            inp, buffer = self.conv.step(x, state[:, self._bounds[-1] :])
         for k, layer in enumerate(self.layers):
             sub = state[:, self._bounds[k] : self._bounds[k + 1]]
             inp, new = layer.step(inp, sub)
@@ -110,5 +146,7 @@ class Kernel:
         y = (inp[:, :, None] * self.head_kernel[None, :, :]).sum(axis=1) + self.head_bias
         if self.residual:
             y = y + x
+        if buffer is not None and buffer.shape[1]:
+            parts.append(buffer)
         new_state = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         return y, np.ascontiguousarray(new_state, dtype=np.float32)

@@ -21,6 +21,8 @@ from service.errors import ArtifactError
 FORMATS = ("vibewatch.model/1",)
 #: Recurrent cells the kernel implements.
 CELLS = ("lstm", "gru")
+#: Activations of the convolutional front-end the kernel implements.
+CONV_ACTIVATIONS = ("linear", "relu", "tanh")
 #: Default tolerance of the probe check, in scaled units.
 PROBE_TOLERANCE = 1e-5
 
@@ -30,13 +32,18 @@ class Architecture:
     """The recurrent stack: ``layers`` cells of ``units`` each, then a dense head.
 
     ``residual`` means the head predicts the change from the current (scaled) reading, so the
-    model's output is ``x + head(h)``.
+    model's output is ``x + head(h)``. ``conv_kernel`` > 0 means a causal convolution of
+    ``conv_filters`` filters over the last ``conv_kernel`` readings feeds the recurrent stack
+    (0: no convolution, the readings feed it directly).
     """
 
     cell: str
     units: int
     layers: int
     residual: bool
+    conv_kernel: int = 0
+    conv_filters: int = 0
+    conv_activation: str = "linear"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +52,7 @@ class ManifestSpec:
 
     version: str
     channels: tuple[str, ...]
+    units: tuple[str, ...]  # one per channel; "" where the manifest does not say
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     sequence_length: int
@@ -91,6 +99,13 @@ def _parse(raw: dict[str, Any], where: str) -> ManifestSpec:
     if len(set(channels)) != len(channels):
         raise fail("channels", "channel names must be unique")
     n_channels = len(channels)
+    units = raw.get("units", [""] * n_channels)
+    if (
+        not isinstance(units, list)
+        or len(units) != n_channels
+        or not all(isinstance(u, str) for u in units)
+    ):
+        raise fail("units", f"must be a list of {n_channels} strings, one per channel")
 
     scaler = raw.get("scaler")
     if not isinstance(scaler, dict) or scaler.get("kind") != "standard":
@@ -110,14 +125,15 @@ def _parse(raw: dict[str, Any], where: str) -> ManifestSpec:
     cell = arch.get("cell")
     if cell not in CELLS:
         raise fail("architecture.cell", f"unknown cell type {cell!r}; known: {list(CELLS)}")
-    units, layers = arch.get("units"), arch.get("layers")
-    if not isinstance(units, int) or isinstance(units, bool) or units < 1:
+    n_units, layers = arch.get("units"), arch.get("layers")
+    if not isinstance(n_units, int) or isinstance(n_units, bool) or n_units < 1:
         raise fail("architecture.units", "must be a positive integer")
     if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
         raise fail("architecture.layers", "must be a positive integer")
     residual = arch.get("residual", False)
     if not isinstance(residual, bool):
         raise fail("architecture.residual", "must be true or false")
+    conv_kernel, conv_filters, conv_activation = _conv(arch.get("conv"), fail)
 
     model_file = raw.get("model_file", "model.keras")
     if not isinstance(model_file, str) or "/" in model_file or model_file.startswith("."):
@@ -137,16 +153,49 @@ def _parse(raw: dict[str, Any], where: str) -> ManifestSpec:
     return ManifestSpec(
         version=version,
         channels=tuple(channels),
+        units=tuple(units),
         mean=mean,
         scale=scale,
         sequence_length=seq_len,
-        architecture=Architecture(cell=cell, units=units, layers=layers, residual=residual),
+        architecture=Architecture(
+            cell=cell,
+            units=n_units,
+            layers=layers,
+            residual=residual,
+            conv_kernel=conv_kernel,
+            conv_filters=conv_filters,
+            conv_activation=conv_activation,
+        ),
         model_file=model_file,
         probe_inputs=inputs,
         probe_outputs=outputs,
         probe_tolerance=float(tolerance),
         raw=raw,
     )
+
+
+def _conv(value: object, fail: Any) -> tuple[int, int, str]:
+    """``architecture.conv``: absent or null (no convolution) or
+    ``{"kernel_size": k, "filters": f, "activation": a}``."""
+    if value is None:
+        return 0, 0, "linear"
+    if not isinstance(value, dict):
+        raise fail("architecture.conv", "must be null or an object")
+    kernel = _positive_int(value.get("kernel_size"), "architecture.conv.kernel_size", fail)
+    filters = _positive_int(value.get("filters"), "architecture.conv.filters", fail)
+    activation = value.get("activation", "linear")
+    if activation not in CONV_ACTIVATIONS:
+        raise fail(
+            "architecture.conv.activation",
+            f"unknown activation {activation!r}; known: {list(CONV_ACTIVATIONS)}",
+        )
+    return kernel, filters, str(activation)
+
+
+def _positive_int(value: object, field: str, fail: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise fail(field, "must be a positive integer")
+    return value
 
 
 def _floats(value: object, n: int, fail: Any) -> tuple[float, ...]:

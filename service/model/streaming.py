@@ -48,8 +48,16 @@ class StreamingModel:
         return self._spec.channels
 
     @property
+    def units(self) -> tuple[str, ...]:
+        """Each channel's unit (e.g. ``"g"``), in :attr:`channels` order; ``""`` where the
+        manifest does not say (artifacts written before units were recorded)."""
+        return self._spec.units
+
+    @property
     def state_size(self) -> int:
-        """Floats of recurrent state per engine (all layers' h and c)."""
+        """Floats of state per engine: every layer's h (and c for an LSTM), then, with a
+        convolutional front-end of kernel size k, the k - 1 previous scaled readings.
+        Opaque to callers: store it, pass it back, start from :meth:`zero_state`."""
         return self._kernel.state_size
 
     @property
@@ -59,7 +67,7 @@ class StreamingModel:
 
     @property
     def architecture(self) -> Architecture:
-        """Cell type, units, layers."""
+        """Cell type, units, layers, residual head, convolutional front-end."""
         return self._spec.architecture
 
     @property
@@ -165,6 +173,15 @@ def _check_consistent(spec: ManifestSpec, weights: NetworkWeights, manifest: Pat
             raise ArtifactError(
                 str(manifest), f"field {field!r} says {declared} but the model has {actual}"
             )
+    conv = weights.conv
+    declared_conv = (arch.conv_kernel, arch.conv_filters, arch.conv_activation)
+    actual_conv = (0, 0, "linear") if conv is None else (conv.size, conv.filters, conv.activation)
+    if declared_conv != actual_conv:
+        raise ArtifactError(
+            str(manifest),
+            f"field 'architecture.conv' says {_conv_text(*declared_conv)} but the model has "
+            f"{_conv_text(*actual_conv)}",
+        )
     for k, cell in enumerate(weights.cells):
         if cell.cell != arch.cell or cell.units != arch.units:
             raise ArtifactError(
@@ -172,3 +189,7 @@ def _check_consistent(spec: ManifestSpec, weights: NetworkWeights, manifest: Pat
                 f"architecture says {arch.cell}({arch.units}) but model layer {k} is "
                 f"{cell.cell}({cell.units})",
             )
+
+
+def _conv_text(kernel: int, filters: int, activation: str) -> str:
+    return f"Conv1D(kernel {kernel}, {filters} filters, {activation})" if kernel else "none"

@@ -2,8 +2,9 @@
 
 A ``.keras`` file is a zip archive holding ``config.json`` (the layer graph) and
 ``model.weights.h5`` (the variables). The runtime accepts exactly the graphs the trainer
-builds: an input, a stack of LSTM or GRU layers returning sequences, a dense head and,
-optionally, an ``Add`` that makes the head predict the change from the current reading.
+builds: an input, optionally a causal ``Conv1D`` over the last k readings, a stack of LSTM or
+GRU layers returning sequences, a dense head and, optionally, an ``Add`` that makes the head
+predict the change from the current reading.
 Anything else is refused, because the kernel would not compute what Keras computes.
 """
 
@@ -24,7 +25,8 @@ import numpy as np
 from service.errors import ArtifactError
 
 _RECURRENT = {"LSTM": "lstm", "GRU": "gru"}
-_SUPPORTED = {"InputLayer", "LSTM", "GRU", "Dense", "Add"}
+_SUPPORTED = {"InputLayer", "Conv1D", "LSTM", "GRU", "Dense", "Add"}
+_CONV_ACTIVATIONS = ("linear", "relu", "tanh")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +45,29 @@ class CellWeights:
 
 
 @dataclass(frozen=True, slots=True)
+class ConvWeights:
+    """A causal convolution: ``kernel`` (k, in, filters), ``bias`` (filters,); the output at
+    step t is ``activation(sum_j x[t - k + 1 + j] @ kernel[j] + bias)``."""
+
+    kernel: np.ndarray
+    bias: np.ndarray
+    activation: str
+
+    @property
+    def size(self) -> int:
+        return int(self.kernel.shape[0])
+
+    @property
+    def filters(self) -> int:
+        return int(self.kernel.shape[2])
+
+
+@dataclass(frozen=True, slots=True)
 class NetworkWeights:
     """The whole network as the kernel runs it."""
 
     input_size: int
+    conv: ConvWeights | None
     cells: tuple[CellWeights, ...]
     head_kernel: np.ndarray  # (units, C)
     head_bias: np.ndarray  # (C,)
@@ -143,8 +164,12 @@ def _network(layers: list[dict[str, Any]], h5: h5py.File, where: str) -> Network
         raise ArtifactError(where, f"input must be (batch, time, channels), got {shape}")
     input_size = shape[2]
 
-    cells: list[CellWeights] = []
+    conv: ConvWeights | None = None
     i = 1
+    if i < len(kinds) and kinds[i] == "Conv1D":
+        conv = _conv(layers[i], names[i], h5, where)
+        i += 1
+    cells: list[CellWeights] = []
     while i < len(kinds) and kinds[i] in _RECURRENT:
         cells.append(_cell(layers[i], names[i], h5, where))
         i += 1
@@ -163,6 +188,12 @@ def _network(layers: list[dict[str, Any]], h5: h5py.File, where: str) -> Network
     residual = rest == ["Add"]
 
     prev = input_size
+    if conv is not None:
+        if conv.kernel.ndim != 3 or conv.kernel.shape[1] != input_size:
+            raise ArtifactError(where, "weight shapes of the Conv1D layer do not match")
+        if conv.bias.shape != (conv.filters,):
+            raise ArtifactError(where, "weight shapes of the Conv1D layer do not match")
+        prev = conv.filters
     for cell in cells:
         gates = 4 if cell.cell == "lstm" else 3
         want_bias = (gates * cell.units,) if cell.cell == "lstm" else (2, gates * cell.units)
@@ -175,10 +206,36 @@ def _network(layers: list[dict[str, Any]], h5: h5py.File, where: str) -> Network
         prev = cell.units
     if head_kernel.shape != (prev, input_size) or head_bias.shape != (input_size,):
         raise ArtifactError(where, "weight shapes of the Dense head do not match")
-    for arr in (head_kernel, head_bias, *(a for c in cells for a in (c.kernel, c.recurrent))):
+    arrays = [head_kernel, head_bias, *(a for c in cells for a in (c.kernel, c.recurrent))]
+    if conv is not None:
+        arrays += [conv.kernel, conv.bias]
+    for arr in arrays:
         if not np.all(np.isfinite(arr)):
             raise ArtifactError(where, "weights hold non-finite values")
-    return NetworkWeights(input_size, tuple(cells), head_kernel, head_bias, residual)
+    return NetworkWeights(input_size, conv, tuple(cells), head_kernel, head_bias, residual)
+
+
+def _conv(layer: dict[str, Any], name: str, h5: h5py.File, where: str) -> ConvWeights:
+    cfg = layer["config"]
+    checks: dict[str, Any] = {
+        "padding": "causal",
+        "strides": [1],
+        "dilation_rate": [1],
+        "groups": 1,
+        "data_format": "channels_last",
+        "use_bias": True,
+    }
+    for key, want in checks.items():
+        if cfg.get(key, want) != want:
+            raise ArtifactError(
+                where, f"layer {cfg.get('name')!r}: {key}={cfg.get(key)!r} is not supported"
+            )
+    activation = cfg.get("activation", "linear")
+    if activation not in _CONV_ACTIVATIONS:
+        raise ArtifactError(
+            where, f"layer {cfg.get('name')!r}: activation {activation!r} is not supported"
+        )
+    return ConvWeights(_var(h5, name, 0, where), _var(h5, name, 1, where), activation)
 
 
 def _cell(layer: dict[str, Any], name: str, h5: h5py.File, where: str) -> CellWeights:

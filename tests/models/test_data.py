@@ -130,3 +130,56 @@ def test_missing_channel_and_path(tmp_path: Path) -> None:
         load(f"csv:{tmp_path}", channels=["vibration"])
     with pytest.raises(DataError, match="no such file"):
         load(f"csv:{tmp_path / 'nope'}")
+
+
+def test_ims_multi_is_one_engine_per_test_with_every_bearing_channel() -> None:
+    ds = load(f"ims-multi:{IMS / 'ims_test1_snapshot_meanabs.csv'}")
+    (series,) = ds.series
+    assert series.engine_id == "ims1" and len(series) == 2156
+    assert ds.channels == tuple(f"Bearing {b} C{c}" for b in range(1, 5) for c in (1, 2))
+    assert ds.channel_units == ("g",) * 8
+    by_bearing = load_ims(IMS)
+    one = next(s for s in by_bearing.series if s.engine_id == "ims1-bearing-3-c2")
+    np.testing.assert_array_equal(series.values[:, 5], one.values[:, 0])
+    with pytest.raises(DataError, match="name a single file"):
+        load(f"ims-multi:{IMS}")  # test 1 has 8 channels, test 2 has 4
+
+
+SKAB_HEADER = (
+    "timestamp,Accelerometer1RMS,Accelerometer2RMS,Current,Pressure,Temperature,"
+    "Thermocouple,Voltage,Volume Flow RateRMS"
+)
+
+
+def test_skab_files_drop_the_labels_and_know_the_units(tmp_path: Path) -> None:
+    rows = [f"2020-03-09 10:14:{i:02d},0.02,0.04,1.3,0.05,79.3,26.0,233.0,32.0" for i in range(5)]
+    write(tmp_path / "free.csv", SKAB_HEADER + "\n" + "\n".join(rows) + "\n")
+    labelled = [r + ",0.0,0.0" for r in rows]
+    write(tmp_path / "valve1_0.csv", SKAB_HEADER + ",anomaly,changepoint\n" + "\n".join(labelled))
+    semi = [r.replace(",", ";") for r in labelled]
+    header = (SKAB_HEADER + ",anomaly,changepoint").replace(",", ";")
+    write(tmp_path / "valve1_1.csv", header + "\n" + "\n".join(semi) + "\n")
+    assert detect_format(tmp_path) == "skab"
+    ds = load(str(tmp_path))
+    assert [s.engine_id for s in ds.series] == ["skab-free", "skab-valve1-0", "skab-valve1-1"]
+    assert len(ds.channels) == 8 and "anomaly" not in ds.channels
+    assert ds.channel_units == ("g", "g", "A", "bar", "°C", "°C", "V", "L/min")
+    for s in ds.series:
+        assert s.values.shape == (5, 8) and s.values[0, 7] == 32.0
+
+
+def test_csv_units_from_the_command_line(tmp_path: Path) -> None:
+    write(tmp_path / "e.csv", "t,rms,temp\n0,1.0,20\n1,1.1,21\n")
+    ds = load(f"csv:{tmp_path}", units={"rms": "g"})
+    assert ds.channel_units == ("g", "")
+    with pytest.raises(DataError, match="unknown channel"):
+        load(f"csv:{tmp_path}", units={"speed": "rpm"})
+
+
+def test_a_glob_pattern_selects_files(tmp_path: Path) -> None:
+    for name in ("valve1_0", "valve1_1", "other_1", "anomaly-free"):
+        write(tmp_path / f"{name}.csv", "t,rms\n0,1.0\n1,1.1\n")
+    ds = load(f"csv:{tmp_path}/[vo]*.csv")
+    assert [s.engine_id for s in ds.series] == ["other-1", "valve1-0", "valve1-1"]
+    with pytest.raises(DataError, match="no such file"):
+        load(f"csv:{tmp_path}/nothing*.csv")

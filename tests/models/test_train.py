@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,86 @@ def test_cli_modules_do_not_import_tensorflow() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_fine_tune_from_an_artifact(
+    trained: tuple[Path, Path], fleet: Path, tmp_path: Path
+) -> None:
+    parent = json.loads((trained[0] / "manifest.json").read_text())
+    out = tmp_path / "tuned"
+    args = parse(
+        train,
+        [
+            "--data", f"csv:{fleet}", "--out", str(out), "--init-from", str(trained[0]),
+            "--val", "engine-4", "--test", "engine-5", "--sequence-length", "32",
+            "--epochs", "2", "--batch-size", "16", "--augment", "0", "--verbose", "0",
+            "--units", "8",  # the artifact's own value: not a difference
+        ],
+    )  # fmt: skip
+    assert train.run(args) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["architecture"] == parent["architecture"]
+    assert manifest["scaler"] == parent["scaler"]
+    assert manifest["training"]["init_from"]["version"] == parent["version"]
+    assert manifest["training"]["learning_rate"] == train.FINE_TUNE_LEARNING_RATE
+    methods = {r["method"] for r in manifest["metrics"]["rows"]}
+    assert "before_fine_tuning" in methods
+    assert "fine-tuned from" in (out / "model_card.md").read_text()
+    from service.model import load_streaming_model
+
+    assert load_streaming_model(out).probe_error() <= 1e-5
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--units", "16"], "--units 16 (artifact: 8)"),
+        (["--cell", "gru", "--conv-kernel", "3"], "--cell gru (artifact: lstm); --conv-kernel 3"),
+        (["--channels", "temp,rms"], "the artifact models channels ['rms', 'temp']"),
+        (["--channels", "rms"], "the data gives ['rms']"),
+    ],
+)
+def test_fine_tune_refuses_a_different_architecture_or_channels(
+    trained: tuple[Path, Path],
+    fleet: Path,
+    tmp_path: Path,
+    extra: list[str],
+    message: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    argv = ["--data", f"csv:{fleet}", "--out", str(tmp_path / "x"), "--init-from",
+            str(trained[0]), "--val", "engine-4", *extra]  # fmt: skip
+    assert train.run(parse(train, argv)) == 2
+    assert message in caplog.text
+    assert not (tmp_path / "x").exists()
+
+
+def test_fine_tune_names_missing_channels(
+    trained: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(3):
+        lines = ["time,rms"] + [f"{i},{np.sin(i / 5):.4f}" for i in range(100)]
+        (data / f"e{k}.csv").write_text("\n".join(lines) + "\n")
+    argv = ["--data", f"csv:{data}", "--out", str(tmp_path / "x"), "--init-from",
+            str(trained[0]), "--val", "e1"]  # fmt: skip
+    assert train.run(parse(train, argv)) == 2
+    assert "no channel(s) ['temp']" in caplog.text
+
+
+def test_training_keeps_tensorflow_quiet(fleet: Path, tmp_path: Path) -> None:
+    argv = [
+        "train", "--data", f"csv:{fleet}", "--out", str(tmp_path / "q"), "--val", "engine-1",
+        "--test", "engine-2", "--units", "4", "--sequence-length", "32", "--epochs", "1",
+        "--augment", "0", "--verbose", "0",
+    ]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", *argv],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for noise in ("cuInit", "absl::InitializeLog", "oneDNN", "cuda", "NodeDef"):
+        assert noise not in result.stderr, result.stderr
+    assert "artifact" in result.stderr  # our own log lines still get through

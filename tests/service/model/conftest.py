@@ -22,11 +22,25 @@ def build_artifact(tmp_path_factory: pytest.TempPathFactory) -> BuildArtifact:
     from models.network import ArchitectureConfig, build_model, seed_everything
 
     def build(
-        cell: str = "lstm", units: int = 16, layers: int = 1, channels: int = 1, seed: int = 0
+        cell: str = "lstm",
+        units: int = 16,
+        layers: int = 1,
+        channels: int = 1,
+        seed: int = 0,
+        conv_kernel: int = 0,
+        conv_filters: int = 6,
+        conv_activation: str = "relu",
     ) -> Path:
-        out = tmp_path_factory.mktemp(f"{cell}{units}x{layers}c{channels}")
+        out = tmp_path_factory.mktemp(f"{cell}{units}x{layers}c{channels}k{conv_kernel}")
         seed_everything(seed)
-        arch = ArchitectureConfig(cell=cell, units=units, layers=layers)
+        arch = ArchitectureConfig(
+            cell=cell,
+            units=units,
+            layers=layers,
+            conv_kernel=conv_kernel,
+            conv_filters=conv_filters,
+            conv_activation=conv_activation,
+        )
         model = build_model(channels, arch)
         rng = np.random.default_rng(seed)
         names = tuple(f"ch{k}" for k in range(channels))
@@ -38,10 +52,10 @@ def build_artifact(tmp_path_factory: pytest.TempPathFactory) -> BuildArtifact:
             model,
             name="test",
             channels=names,
+            units=("g",) * channels,
             scaler=scaler,
             sequence_length=32,
             arch=arch,
-            probe_series=[series],
             extra={},
         )
         return out

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[3]
-DEFAULT_ARTIFACT = REPO / "models" / "artifacts" / "default"
+ARTIFACTS = REPO / "models" / "artifacts"
+DEFAULT_ARTIFACT = ARTIFACTS / "default"
+IMS_DATA = REPO / "models" / "data" / "ims"
 
 BuildArtifact = Callable[..., Path]
 

@@ -15,7 +15,7 @@ import pytest
 
 from service.errors import ArtifactError
 from service.model import load_streaming_model
-from tests.service.model.helpers import DEFAULT_ARTIFACT
+from tests.service.model.helpers import DEFAULT_ARTIFACT, BuildArtifact
 
 
 @pytest.fixture
@@ -137,6 +137,15 @@ def test_unsupported_layer_option(artifact: Path) -> None:
         (lambda m: m.update(channels=[]), "'channels'"),
         (lambda m: m.pop("probe"), "'probe'"),
         (lambda m: m["probe"].update(outputs=[[[0.1]]]), "differ in shape"),
+        (lambda m: m.update(units=["g", "g"]), "'units'"),
+        (lambda m: m["architecture"].update(conv={"kernel_size": 0}), "conv.kernel_size"),
+        (lambda m: m["architecture"].update(conv=3), "'architecture.conv'"),
+        (
+            lambda m: m["architecture"].update(
+                conv={"kernel_size": 3, "filters": 4, "activation": "gelu"}
+            ),
+            "unknown activation",
+        ),
     ],
 )
 def test_inconsistent_manifest(
@@ -151,6 +160,7 @@ def test_inconsistent_manifest(
 def test_manifest_channel_count_differs_from_the_model(artifact: Path) -> None:
     def two_channels(m: dict[str, Any]) -> None:
         m["channels"] = ["vibration", "temperature"]
+        m["units"] = ["g", "degC"]
         m["scaler"] = {"kind": "standard", "mean": [0.1, 20.0], "scale": [0.02, 1.0]}
         m["probe"]["inputs"] = [[[0.1, 20.0]] * 4]
         m["probe"]["outputs"] = [[[0.1, 20.0]] * 4]
@@ -189,3 +199,52 @@ def test_weights_that_do_not_match_the_probe(artifact: Path) -> None:
     err = rejected(artifact)
     assert err.path == str(path)
     assert "does not reproduce the probe" in str(err)
+
+
+def test_manifest_declares_a_convolution_the_model_lacks(artifact: Path) -> None:
+    edit_manifest(
+        artifact,
+        lambda m: m["architecture"].update(
+            conv={"kernel_size": 3, "filters": 4, "activation": "relu"}
+        ),
+    )
+    err = rejected(artifact)
+    assert err.path == str(artifact / "manifest.json")
+    assert "'architecture.conv' says Conv1D(kernel 3, 4 filters, relu)" in str(err)
+    assert "the model has none" in str(err)
+
+
+@pytest.fixture
+def conv_artifact(build_artifact: BuildArtifact, tmp_path: Path) -> Path:
+    """A writable copy of a small artifact with a convolutional front-end."""
+    out = tmp_path / "conv"
+    shutil.copytree(build_artifact(units=8, channels=2, conv_kernel=3), out)
+    return out
+
+
+def test_the_unmodified_conv_copy_loads(conv_artifact: Path) -> None:
+    model = load_streaming_model(conv_artifact)
+    assert model.architecture.conv_kernel == 3 and model.state_size == 16 + 2 * 2
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("padding", "same"), ("dilation_rate", [2]), ("strides", [2]), ("activation", "gelu")],
+)
+def test_unsupported_convolution_option(conv_artifact: Path, key: str, value: object) -> None:
+    path = conv_artifact / "model.keras"
+    with zipfile.ZipFile(path) as z:
+        config = json.loads(z.read("config.json"))
+    (conv,) = [c for c in config["config"]["layers"] if c["class_name"] == "Conv1D"]
+    conv["config"][key] = value
+    replace_member(path, "config.json", json.dumps(config).encode())
+    err = rejected(conv_artifact)
+    assert err.path == str(path)
+    assert key in str(err) and "not supported" in str(err)
+
+
+def test_manifest_convolution_differs_from_the_model(conv_artifact: Path) -> None:
+    edit_manifest(conv_artifact, lambda m: m["architecture"]["conv"].update(kernel_size=5))
+    err = rejected(conv_artifact)
+    assert err.path == str(conv_artifact / "manifest.json")
+    assert "kernel 5" in str(err) and "kernel 3" in str(err)

@@ -81,5 +81,6 @@ def test_loading_never_imports_tensorflow_or_keras() -> None:
 def test_shipped_cmapss_artifact_loads() -> None:
     model = load_streaming_model(REPO / "models" / "artifacts" / "cmapss-fd001")
     assert len(model.channels) == 14 and model.channels[0] == "s2"
+    assert model.units[:3] == ("°R", "°R", "°R") and model.units[-1] == "lbm/s"
     pred, state = model.step(np.full((2, 14), 100.0), model.zero_state(2))
     assert pred.shape == (2, 14) and state.shape == (2, model.state_size)
