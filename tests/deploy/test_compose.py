@@ -151,13 +151,26 @@ def test_grafana_mounts_provisioning_and_dashboards() -> None:
     assert home == f"{dashboards_path}/fleet.json"
 
 
-def test_dockerfile() -> None:
-    text = DOCKERFILE.read_text()
-    assert re.search(r"^FROM python:3\.11-slim\b", text, flags=re.M)
-    assert re.search(r"^RUN pip install ", text, flags=re.M)
-    user = re.findall(r"^USER (\S+)", text, flags=re.M)
-    assert user and user[-1] not in {"root", "0"}, "the image must run as a non-root user"
-    assert re.search(r"^EXPOSE 8000\b", text, flags=re.M)
+def _stages() -> dict[str, str]:
+    """Stage name -> its instructions (the text up to the next FROM)."""
+    parts = re.split(r"^FROM ", DOCKERFILE.read_text(), flags=re.M)[1:]
+    return {re.search(r"\bAS (\S+)", p.splitlines()[0]).group(1): p  # type: ignore[union-attr]
+            for p in parts}
+
+
+def test_dockerfile_builds_a_lean_serving_image_and_a_training_image() -> None:
+    stages = _stages()
+    assert list(stages)[-1] == "serve", "the default (last) target must be the serving image"
+    bases = {p.split()[0] for p in stages.values()} - set(stages)
+    assert bases == {"python:3.11-slim"}
+    serve, train = stages["serve"], stages["train"]
+    assert re.search(r"^RUN pip install /wheels/vibewatch-\*\.whl ", serve, flags=re.M)
+    assert "[train]" not in serve and "[train]" in train
+    for stage in (serve, train):
+        user = re.findall(r"^USER (\S+)", stage, flags=re.M)
+        assert user and user[-1] not in {"root", "0"}, "images must run as a non-root user"
+    assert re.search(r"^EXPOSE 8000\b", serve, flags=re.M)
+    assert re.search(r'^CMD \["vibewatch", "serve"\]', serve, flags=re.M)
 
 
 def test_dockerignore_keeps_local_state_out() -> None:
