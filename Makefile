@@ -36,10 +36,13 @@ $(SERVE_STAMP): pyproject.toml
 
 serve-venv: $(SERVE_STAMP)
 
-# promtool/prometheus and docker-compose come from Debian; installed when missing.
+# promtool/prometheus, amtool/alertmanager, openssl (test certificates) and docker-compose
+# come from Debian; installed when missing.
 system-deps:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
