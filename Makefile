@@ -36,13 +36,15 @@ $(SERVE_STAMP): pyproject.toml
 
 serve-venv: $(SERVE_STAMP)
 
-# promtool/prometheus, amtool/alertmanager, openssl (test certificates) and docker-compose
-# come from Debian; installed when missing.
+# promtool/prometheus, amtool/alertmanager, openssl (test certificates), go (the Kubernetes
+# CRD schemas come from Go modules) and docker-compose come from Debian; installed when
+# missing. kubectl (kubectl kustomize) is expected on the machine.
 system-deps:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v go >/dev/null || missing="$$missing golang"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
