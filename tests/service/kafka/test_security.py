@@ -123,7 +123,7 @@ def test_an_opaque_bootstrap_timeout_is_explained_by_the_setting_behind_it(
     s = _kafka(secure, **security)
     # What kafka-python really raises for all of these (the cause only goes to its log):
     with pytest.raises(errors.KafkaTimeoutError) as info:
-        KafkaAdminClient(**clients.connection(s, "probe-test"), bootstrap_timeout_ms=1500)
+        KafkaAdminClient(**{**clients.connection(s, "probe-test"), "bootstrap_timeout_ms": 1500})
     message = explain_client_error(info.value, s)
     assert message is not None and message.startswith(f"invalid setting {setting}:"), message
 
