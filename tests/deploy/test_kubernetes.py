@@ -185,6 +185,11 @@ def test_instances_are_named_after_their_pods_and_probed(overlay: str) -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]
+    # The root file system is read-only: the checkpoints need their own volume.
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    checkpoints = Path(_settings_env(overlay)["VIBEWATCH_STATE__CHECKPOINT_DIR"])
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert any(checkpoints.is_relative_to(m) for m in mounts), checkpoints
     # The PDB and the Services select the StatefulSet's pods.
     labels = sts["spec"]["template"]["metadata"]["labels"]
     pdb = _one(overlay, "PodDisruptionBudget")
