@@ -10,6 +10,7 @@ through :func:`check_connection`.
 from __future__ import annotations
 
 import ssl
+import time
 from typing import Any
 
 from kafka import errors
@@ -80,9 +81,14 @@ def check_connection(s: KafkaSettings) -> None:
     An unreachable cluster passes (the pipeline retries until it answers); only a refusal
     that retrying cannot fix fails, naming the setting.
     """
-    found = probe(s, timeout_s=min(s.timeout_ms / 1000, 10.0))
+    timeout_s = min(s.timeout_ms / 1000, 10.0)
+    found = probe(s, timeout_s)
     if found is not None:
-        raise ConfigError(found.setting, found.message)
+        # A broker that restarts right now also hangs up: only a refusal that repeats counts.
+        time.sleep(1.0)
+        again = probe(s, timeout_s)
+        if again is not None and again.setting == found.setting:
+            raise ConfigError(found.setting, found.message)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
