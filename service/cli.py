@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 #: Libraries of the ``train`` extra (pip install 'vibewatch[train]'): only training and
 #: tuning import them; a command that needs one says so in one line when it is missing.
-TRAINING_MODULES = frozenset({"tensorflow", "keras", "matplotlib"})
+TRAINING_MODULES = frozenset({"tensorflow", "keras", "matplotlib", "optuna"})
 #: vibewatch evaluate <name>
 EVALUATE: dict[str, tuple[str, str]] = {
     "forecast": ("service.evaluation.forecast", "next-value RMSE/MAE against naive baselines"),

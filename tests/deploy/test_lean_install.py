@@ -56,11 +56,12 @@ def test_evaluate_forecast_runs_on_the_numpy_kernel() -> None:
     assert '"method": "model"' in proc.stdout
 
 
-def test_training_names_the_extra_it_needs(tmp_path: Path) -> None:
-    proc = _run("train", "--data", "ims:models/data/ims", "--out", str(tmp_path / "a"))
-    assert proc.returncode == 2
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_training_and_tuning_name_the_extra_they_need(command: str, tmp_path: Path) -> None:
+    proc = _run(command, "--data", "ims:models/data/ims", "--out", str(tmp_path / "a"))
+    assert proc.returncode == 2, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert "pip install 'vibewatch[train]'" in last and "vibewatch train" in last, proc.stderr
+    assert "pip install 'vibewatch[train]'" in last and f"vibewatch {command}" in last, last
 
 
 @pytest.mark.integration
