@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv system-deps kafka-jars lint test test-slow run bench clean
+.PHONY: help venv serve-venv system-deps kafka-jars lint test test-slow run bench clean
 
 help:
 	@echo "make run        start broker + service + simulator (Ctrl-C stops all)"
@@ -15,18 +15,36 @@ help:
 	@echo "make test-slow  soak/chaos tests (crash and rebalance equivalence at scale)"
 	@echo "make bench      benchmarks against the naive baselines (writes bench/results)"
 
+# The dev venv has everything: the serving install, the training extra and the dev tools.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,train]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-# promtool/prometheus and docker-compose come from Debian; installed when missing.
+# A serving-only install (no TensorFlow, Keras, matplotlib), as `pip install vibewatch` gives:
+# tests/test_lean_install.py runs the end-to-end test with its `vibewatch serve`.
+SERVE_VENV := .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.installed
+$(SERVE_STAMP): pyproject.toml
+	@test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SERVE_VENV)/bin/python -m pip install -q -e .
+	touch $(SERVE_STAMP)
+
+serve-venv: $(SERVE_STAMP)
+
+# promtool/prometheus, amtool/alertmanager, openssl (test certificates), go (the Kubernetes
+# CRD schemas come from Go modules) and docker-compose come from Debian; installed when
+# missing. kubectl (kubectl kustomize) is expected on the machine.
 system-deps:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v go >/dev/null || missing="$$missing golang"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
@@ -43,7 +61,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: system-deps venv kafka-jars lint
+test: system-deps venv serve-venv kafka-jars lint
 	$(VENV)/bin/pytest -m "not slow"
 
 test-slow: system-deps venv kafka-jars
@@ -56,4 +74,4 @@ bench: system-deps venv kafka-jars
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SERVE_VENV) .run .mypy_cache .ruff_cache .pytest_cache

@@ -4,7 +4,8 @@ For each ``--data`` the held-out part is scored: when the data is the model's tr
 (same sha256) its recorded split is rebuilt and its test engines are scored (the moving-average
 window is chosen on its validation engines); any other data is unseen as a whole, and a seeded
 third of its engines chooses the moving-average window while the rest are scored. Output is a
-table, or JSON with ``--json``. TensorFlow is imported only when the command runs.
+table, or JSON with ``--json``. With the default loader TensorFlow is imported only when the
+command runs; ``vibewatch evaluate forecast`` runs the NumPy kernel and never imports it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,12 +102,18 @@ def held_out(ds: Dataset, manifest: dict[str, Any], seed: int) -> tuple[str, Any
     )
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+#: Loads an artifact's model: anything with Keras' ``predict(z, batch_size=, verbose=)``
+#: over scaled (n, T, C) sequences. ``vibewatch evaluate forecast`` passes the NumPy
+#: streaming kernel's (service.evaluation.forecast), so evaluating needs no TensorFlow.
+ModelLoader = Callable[[Path], Any]
+
+
+def evaluate(args: argparse.Namespace, load_model: ModelLoader = load_keras) -> dict[str, Any]:
     """Score every ``--data`` and return the JSON-ready report."""
     manifest = read_manifest(args.model)
     channels = list(manifest["channels"])
     scaler = Scaler(tuple(manifest["scaler"]["mean"]), tuple(manifest["scaler"]["scale"]))
-    model = load_keras(args.model)
+    model = load_model(args.model)
 
     report: dict[str, Any] = {"model": manifest["version"], "datasets": []}
     for spec in args.data:
@@ -138,10 +146,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, load_model: ModelLoader = load_keras) -> int:
     """Entry point of ``vibewatch evaluate forecast``; returns the exit code."""
     try:
-        report = evaluate(args)
+        report = evaluate(args, load_model)
     except (data_mod.DataError, ValueError, KeyError) as exc:
         log.error("%s", exc)
         return 2

@@ -24,9 +24,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("models.train", "train the LSTM and write a model artifact"),
     "tune": ("models.tune", "search the architecture and sequence length, write the best"),
 }
+#: Libraries of the ``train`` extra (pip install 'vibewatch[train]'): only training and
+#: tuning import them; a command that needs one says so in one line when it is missing.
+TRAINING_MODULES = frozenset({"tensorflow", "keras", "matplotlib", "optuna"})
 #: vibewatch evaluate <name>
 EVALUATE: dict[str, tuple[str, str]] = {
-    "forecast": ("models.evaluate", "next-value RMSE/MAE against naive baselines"),
+    "forecast": ("service.evaluation.forecast", "next-value RMSE/MAE against naive baselines"),
     "nab": ("service.evaluation.nab", "stream a NAB-layout directory and score it with NAB"),
     "labeled": ("service.evaluation.labeled", "point-wise and NAB-style scores on labelled CSVs"),
     "lead-time": ("service.evaluation.lead_time", "alarm lead time on run-to-failure data"),
@@ -93,6 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         return _load(args._module).run(args)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in TRAINING_MODULES:
+            raise
+        words = [a for a in args_list if not a.startswith("-")]
+        command = " ".join(words[:2] if words[:1] == ["evaluate"] else words[:1])
+        print(f"vibewatch {command}: needs {exc.name}, which the serving install leaves out: "
+              "pip install 'vibewatch[train]'", file=sys.stderr)
+        return 2
     except VibewatchError as exc:
         print(f"vibewatch: error: {exc}", file=sys.stderr)
         return 2

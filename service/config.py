@@ -7,7 +7,10 @@ time: call :func:`load_settings`.
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +25,40 @@ DEFAULT_ARTIFACT = Path(__file__).resolve().parent.parent / "models" / "artifact
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSecuritySettings(_Section):
+    """How every Kafka client of the service authenticates and encrypts (``kafka.security``).
+
+    Applied to every consumer, producer and admin client by ``service.kafka.clients`` and
+    checked at start-up by :func:`load_settings` (files readable and parseable, settings
+    consistent with ``protocol``), so a mistake fails naming the setting before any client
+    connects.
+    """
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol of the brokers' listener."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (protocol SASL_SSL or SASL_PLAINTEXT)."
+    )
+    sasl_username: str | None = Field(None, min_length=1, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    ssl_cafile: Path | None = Field(
+        None, description="PEM bundle of the CAs that sign the brokers' certificates "
+        "(default: the system's trusted CAs).",
+    )
+    ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate (chain), for brokers that require "
+        "TLS client authentication; may also hold the key.",
+    )
+    ssl_keyfile: Path | None = Field(None, description="PEM private key of ssl_certfile.")
+    ssl_key_password: SecretStr | None = Field(
+        None, description="Password of an encrypted ssl_keyfile."
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="Check that the broker's certificate names the host connected to."
+    )
 
 
 class KafkaSettings(_Section):
@@ -59,10 +96,11 @@ class KafkaSettings(_Section):
     )
     exactly_once: bool = Field(True, description="Commit outputs and offsets in one transaction.")
     instance_id: str = Field(
-        default_factory=socket.gethostname,
-        min_length=1,
-        pattern=r"^[A-Za-z0-9._-]{1,100}$",
-        description="Stable per instance; names the transactional id. Default: host name.",
+        "",
+        pattern=r"^[A-Za-z0-9._-]{0,100}$",
+        description="Stable per instance; names the transactional id and the static group "
+        "member. Default: <host name>-<api.port> (unique on a host, stable across restarts; "
+        "a StatefulSet pod's host name is the pod name).",
     )
     readings_partitions: int = Field(6, ge=1, le=10_000, description="If the service creates it.")
     create_topics: bool = Field(True, description="Create missing topics at start-up.")
@@ -72,6 +110,15 @@ class KafkaSettings(_Section):
         "misconfigured, unexpected) within 10 minutes; one more and the process exits 1 for "
         "its supervisor.",
     )
+    replication_factor: int = Field(
+        3, ge=1, le=32, description="Replicas of the topics the service creates (reduced, "
+        "with a warning, to the number of brokers on a smaller cluster).",
+    )
+    min_insync_replicas: int = Field(
+        2, ge=1, le=32, description="min.insync.replicas of the topics the service creates: "
+        "replicas that must have a committed write (kept below replication_factor).",
+    )
+    security: KafkaSecuritySettings = KafkaSecuritySettings()
 
 
 class ModelSettings(_Section):
@@ -222,4 +269,91 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(
             "kafka.heartbeat_interval_ms", "must be at most a third of session_timeout_ms"
         )
+    if settings.kafka.min_insync_replicas > settings.kafka.replication_factor:
+        raise ConfigError(
+            "kafka.min_insync_replicas", "must be at most kafka.replication_factor"
+        )
+    check_security(settings.kafka.security)
+    if not settings.kafka.instance_id:
+        identified = settings.kafka.model_copy(
+            update={"instance_id": default_instance_id(settings.api.port)}
+        )
+        settings = settings.model_copy(update={"kafka": identified})
     return settings
+
+
+def default_instance_id(api_port: int) -> str:
+    """``<host name>-<api port>``: what ``kafka.instance_id`` is when not set.
+
+    Two instances on one host cannot serve the same port (``vibewatch serve`` binds it
+    before it talks to Kafka), so the id is unique on the host; it is the same after a
+    restart, so the restarted instance takes over its transactional id (aborting what its
+    predecessor left open) and its static group membership. With ``api.port`` 0 (a port
+    chosen by the system) the process id stands in for the port: unique, not stable.
+    """
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:80] or "host"
+    return f"{host}-{api_port}" if api_port else f"{host}-pid{os.getpid()}"
+
+
+def check_security(sec: KafkaSecuritySettings) -> None:
+    """Raise ConfigError naming the first ``kafka.security`` setting that cannot work.
+
+    Checks that the settings fit ``protocol`` (credentials only with SASL, files only with
+    TLS, a key only with a certificate) and that every file exists and parses as what it
+    is meant to be, by loading it into a TLS context as the clients will.
+    """
+    name = "kafka.security."
+    sasl = sec.protocol.startswith("SASL_")
+    tls = sec.protocol.endswith("SSL")
+    if sasl:
+        for field in ("sasl_mechanism", "sasl_username", "sasl_password"):
+            if getattr(sec, field) is None:
+                raise ConfigError(name + field, f"is required with protocol {sec.protocol}")
+    else:
+        for field in ("sasl_mechanism", "sasl_username", "sasl_password"):
+            if getattr(sec, field) is not None:
+                raise ConfigError(
+                    name + "protocol", f"is {sec.protocol} but {field} is set: SASL needs "
+                    "SASL_SSL (or SASL_PLAINTEXT)",
+                )
+    files = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password")
+    if not tls:
+        for field in files:
+            if getattr(sec, field) is not None:
+                raise ConfigError(
+                    name + "protocol", f"is {sec.protocol} but {field} is set: TLS needs "
+                    "SSL or SASL_SSL",
+                )
+        return
+    if sec.ssl_certfile is None:
+        for field in ("ssl_keyfile", "ssl_key_password"):
+            if getattr(sec, field) is not None:
+                raise ConfigError(name + "ssl_certfile", f"is required when {field} is set")
+    for field in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path = getattr(sec, field)
+        if path is not None and not os.access(path, os.R_OK):
+            why = "does not exist" if not path.exists() else "is not readable"
+            raise ConfigError(name + field, f"{path} {why}")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if sec.ssl_cafile is not None:
+        try:
+            context.load_verify_locations(cafile=str(sec.ssl_cafile))
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                name + "ssl_cafile", f"{sec.ssl_cafile} is not a PEM CA bundle ({exc})"
+            ) from exc
+    if sec.ssl_certfile is not None:
+        password = sec.ssl_key_password.get_secret_value() if sec.ssl_key_password else None
+        try:
+            context.load_cert_chain(
+                str(sec.ssl_certfile),
+                str(sec.ssl_keyfile) if sec.ssl_keyfile else None,
+                password=password or "",  # "" fails fast on an encrypted key
+            )
+        except ssl.SSLError as exc:
+            culprit = "ssl_key_password" if "password" in str(exc).lower() or (
+                "bad decrypt" in str(exc).lower()
+            ) else ("ssl_keyfile" if sec.ssl_keyfile else "ssl_certfile")
+            raise ConfigError(
+                name + culprit, f"the certificate and key do not load together ({exc})"
+            ) from exc

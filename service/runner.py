@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 from typing import Any
 
 from service.config import load_settings
+from service.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api import create_app
+    from service.kafka.security import check_connection
     from service.runtime import Runtime
 
     overrides = _overrides(args)
@@ -61,12 +64,18 @@ def run(args: argparse.Namespace) -> int:
         # lines a second while a broker is away); the pipeline logs one line per session
         # failure with what it does next, and readiness says the rest.
         logging.getLogger("kafka.net").setLevel(logging.CRITICAL)
-    # Fail at start-up, before binding the port, if the artifact is unusable.
+    # The port first: the instance id defaults to <host>-<port>, so a second instance on
+    # this host with the same port must stop here, before it fences the first one's
+    # transactional id. Then the brokers: credentials or certificates they refuse are
+    # named now rather than retried forever. Then the artifact.
+    sock = _bind(settings.api.host, settings.api.port)
+    check_connection(settings.kafka)
     runtime = Runtime(settings)
     log.info(
-        "model %s (%s); Kafka %s topic %s; API on http://%s:%d (docs at /docs, metrics at "
-        "/metrics)", runtime.model.version, settings.model.artifact_dir,
-        settings.kafka.bootstrap_servers, settings.kafka.readings_topic,
+        "instance %s; model %s (%s); Kafka %s (%s) topic %s; API on http://%s:%d (docs at "
+        "/docs, metrics at /metrics)", settings.kafka.instance_id, runtime.model.version,
+        settings.model.artifact_dir, settings.kafka.bootstrap_servers,
+        settings.kafka.security.protocol, settings.kafka.readings_topic,
         settings.api.host, settings.api.port,
     )
     server: uvicorn.Server | None = None
@@ -84,9 +93,26 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(uvicorn.Config(
         app, host=settings.api.host, port=settings.api.port, log_level="warning"
     ))
-    server.run()
+    server.run(sockets=[sock])
     if runtime.failure is not None:
         log.critical("stopped: %s", runtime.failure)
         return 1
     log.info("stopped")
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The API's listening socket; ConfigError naming api.port when it is taken."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            "api.port", f"cannot listen on {host}:{port} ({exc.strerror}): another instance "
+            "on this host? Each needs its own api.port (and so its own default instance id)",
+        ) from exc
+    sock.set_inheritable(True)
+    return sock

@@ -59,11 +59,13 @@ def topic_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
 class ServiceProcess:
     """``vibewatch serve`` in a subprocess on a free port; log in ``log_path``."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, instance_id: str = "i0") -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, instance_id: str = "i0",
+                 vibewatch: str = VIBEWATCH) -> None:
         self.port = free_port()
         self.env = {**env, "VIBEWATCH_API__PORT": str(self.port),
                     "VIBEWATCH_KAFKA__INSTANCE_ID": instance_id}
         self.log_path = log_path
+        self.vibewatch = vibewatch  # the command: another virtualenv's (lean install test)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,7 +74,7 @@ class ServiceProcess:
 
     def start(self) -> ServiceProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([VIBEWATCH, "serve"], env=self.env, stdout=log,
+        self.proc = subprocess.Popen([self.vibewatch, "serve"], env=self.env, stdout=log,
                                      stderr=subprocess.STDOUT)
         return self
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run a real single-node Apache Kafka broker (KRaft) locally, without Docker.
+"""Run a real Apache Kafka broker (KRaft), or a cluster of them, locally, without Docker.
 
 The broker is the official Kafka 4.x server from Maven Central (see ``pom.xml``), started
 with ``java -cp 'deploy/kafka/lib/*' kafka.Kafka server.properties``. Everything a broker
@@ -21,6 +21,8 @@ Command line::
         --data-dir .run/kafka [--foreground]
     python deploy/kafka/local_kafka.py status --data-dir .run/kafka
     python deploy/kafka/local_kafka.py stop --data-dir .run/kafka
+    python deploy/kafka/local_kafka.py start --brokers 3 --data-dir .run/kafka3  # ports
+        # 9092/9093, 9094/9095, 9096/9097; data in DIR/node-1 .. node-3 (stop/status alike)
 
 From Python (tests load this file with importlib; it imports only the stdlib and
 kafka-python, never the project's packages)::
@@ -29,6 +31,8 @@ kafka-python, never the project's packages)::
     broker.start()          # returns once the broker answers a metadata request
     use(broker.bootstrap)   # "127.0.0.1:<port>"
     broker.stop()
+    cluster = LocalKafkaCluster.on_free_ports(tmp_dir, brokers=3)  # same methods, + kill(n)
+    LocalKafka.on_free_ports(tmp_dir, sasl_ssl=SaslSslListener(port, keystore, users))
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -82,6 +87,9 @@ CDS_ARCHIVE_NAME = "kafka-broker.jsa"
 CDS_QUIET: tuple[str, ...] = ("-Xlog:cds=off", "-Xlog:cds+dynamic=off")
 # StorageTool format is a short-lived tool: C1 only and the serial collector start fastest.
 TOOL_JVM_OPTS: tuple[str, ...] = ("-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+SCRAM_JAAS = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+PLAIN_JAAS = "org.apache.kafka.common.security.plain.PlainLoginModule required"
 
 
 class LocalKafkaError(RuntimeError):
@@ -170,35 +178,93 @@ def random_cluster_id() -> str:
             return text
 
 
-def render_server_properties(
-    *, port: int, controller_port: int, log_dir: Path, host: str = HOST, node_id: int = NODE_ID
-) -> str:
-    """Render ``server.properties`` for a single-node (broker + controller) KRaft broker.
+@dataclass(frozen=True)
+class SaslSslListener:
+    """A SASL_SSL client listener next to the PLAINTEXT one (tests of secured clusters).
 
-    Pure function, called by :meth:`LocalKafka.start`; unit-tested. Replication factors are
-    1 because there is one node; internal topics get few partitions and group rebalances
+    ``keystore`` is a PEM file with the broker's unencrypted PKCS#8 private key followed by
+    its certificate chain; clients must trust the CA that signed it. ``scram_users`` (name ->
+    password) get SCRAM-SHA-256 and SCRAM-SHA-512 credentials at format time (kafka-storage
+    ``--add-scram``); ``plain_users`` are PLAIN credentials in the listener's JAAS line.
+    The PLAINTEXT listener stays for inter-broker traffic and the readiness probe.
+    """
+
+    port: int
+    keystore: Path
+    scram_users: Mapping[str, str] = field(default_factory=dict)
+    plain_users: Mapping[str, str] = field(default_factory=dict)
+
+    def properties(self, host: str) -> dict[str, str]:
+        """The broker settings of this listener (merged into ``server.properties``)."""
+        plain = " ".join(f'user_{u}="{pw}"' for u, pw in self.plain_users.items())
+        prefix = "listener.name.sasl_ssl"
+        return {
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.keystore),
+            "ssl.client.auth": "none",
+            "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+            f"{prefix}.scram-sha-256.sasl.jaas.config": SCRAM_JAAS,
+            f"{prefix}.scram-sha-512.sasl.jaas.config": SCRAM_JAAS,
+            f"{prefix}.plain.sasl.jaas.config": f"{PLAIN_JAAS} {plain};",
+        }
+
+    def format_args(self) -> list[str]:
+        """kafka-storage ``format`` arguments that add the SCRAM users."""
+        args: list[str] = []
+        for user, password in self.scram_users.items():
+            for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+                args += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
+        return args
+
+
+def render_server_properties(
+    *,
+    port: int,
+    controller_port: int,
+    log_dir: Path,
+    host: str = HOST,
+    node_id: int = NODE_ID,
+    voters: Sequence[tuple[int, int]] = (),
+    sasl_ssl: SaslSslListener | None = None,
+) -> str:
+    """Render ``server.properties`` for a combined broker + controller KRaft node.
+
+    Pure function, called by :meth:`LocalKafka.start`; unit-tested. Without ``voters`` the
+    node is a single-node cluster (every replication factor 1). With ``voters`` (node id,
+    controller port) of all nodes of a cluster, the quorum is static and internal topics
+    are replicated min(3, nodes) times with min.insync.replicas one less, so the cluster
+    survives the loss of one node. Internal topics get few partitions and group rebalances
     start at once so that a fresh broker serves its first consumer group quickly.
     """
-    plaintext = f"PLAINTEXT://{host}:{port}"
-    controller = f"CONTROLLER://{host}:{controller_port}"
+    listeners = [f"PLAINTEXT://{host}:{port}", f"CONTROLLER://{host}:{controller_port}"]
+    protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    if sasl_ssl is not None:
+        listeners.append(f"SASL_SSL://{host}:{sasl_ssl.port}")
+        protocols += ",SASL_SSL:SASL_SSL"
+    replicas = min(3, len(voters)) if voters else 1
+    min_isr = max(1, replicas - 1)
     settings: dict[str, str | int] = {
         "process.roles": "broker,controller",
         "node.id": node_id,
-        "controller.quorum.bootstrap.servers": f"{host}:{controller_port}",
-        "listeners": f"{plaintext},{controller}",
-        "advertised.listeners": f"{plaintext},{controller}",
+    }
+    if voters:
+        settings["controller.quorum.voters"] = ",".join(f"{n}@{host}:{p}" for n, p in voters)
+    else:
+        settings["controller.quorum.bootstrap.servers"] = f"{host}:{controller_port}"
+    settings |= {
+        "listeners": ",".join(listeners),
+        "advertised.listeners": ",".join(listeners),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": protocols,
         "log.dirs": str(log_dir),
-        # One node: every replication factor and min ISR is 1.
-        "default.replication.factor": 1,
-        "min.insync.replicas": 1,
-        "offsets.topic.replication.factor": 1,
-        "transaction.state.log.replication.factor": 1,
-        "transaction.state.log.min.isr": 1,
-        "share.coordinator.state.topic.replication.factor": 1,
-        "share.coordinator.state.topic.min.isr": 1,
+        "default.replication.factor": replicas,
+        "min.insync.replicas": min_isr,
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": min_isr,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": min_isr,
         # Fast first use: internal topics are created lazily by the first consumer group or
         # transaction, and with the default 50 partitions each that costs seconds.
         "offsets.topic.num.partitions": 4,
@@ -218,6 +284,8 @@ def render_server_properties(
         "num.network.threads": 3,
         "num.io.threads": 4,
     }
+    if sasl_ssl is not None:
+        settings |= sasl_ssl.properties(host)
     lines = ["# Rendered by deploy/kafka/local_kafka.py; edits are overwritten on start."]
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
@@ -243,7 +311,12 @@ class LocalKafka:
         java: str = "java",
         jvm_opts: Sequence[str] = JVM_OPTS,
         class_data_sharing: bool = True,
+        node_id: int = NODE_ID,
+        voters: Sequence[tuple[int, int]] = (),
+        sasl_ssl: SaslSslListener | None = None,
     ) -> None:
+        """``node_id`` and ``voters`` (node id, controller port of every node) make this node
+        part of a :class:`LocalKafkaCluster`; ``sasl_ssl`` adds a secured client listener."""
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.controller_port = controller_port
@@ -252,6 +325,11 @@ class LocalKafka:
         self.java = java
         self.jvm_opts = tuple(jvm_opts)
         self.class_data_sharing = class_data_sharing
+        self.node_id = node_id
+        self.voters = tuple(voters)
+        self.sasl_ssl = sasl_ssl
+        #: Set by a cluster so that all its nodes are formatted with one cluster id.
+        self.cluster_id: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -282,7 +360,8 @@ class LocalKafka:
             controller_port = listeners["CONTROLLER"].rsplit(":", 1)[1]
         except (KeyError, IndexError) as exc:
             raise LocalKafkaError(f"{props_path}: unexpected listeners setting") from exc
-        return cls(data_dir, int(port), int(controller_port), host=host)
+        node_id = int(props.get("node.id", NODE_ID))
+        return cls(data_dir, int(port), int(controller_port), host=host, node_id=node_id)
 
     # Paths ------------------------------------------------------------------------------
 
@@ -334,26 +413,40 @@ class LocalKafka:
         when a broker of this data dir is already running on other ports.
         """
         started = time.monotonic()
-        deadline = started + timeout_s
-        launched = used_archive = False
+        launched, used_archive = self.launch()
+        self.await_ready(started + timeout_s, launched=launched, used_archive=used_archive)
+        return time.monotonic() - started
+
+    def launch(self) -> tuple[bool, bool]:
+        """First half of :meth:`start`: configure, format and launch without waiting.
+
+        Returns (launched, used_archive) for :meth:`await_ready`; launched is False when a
+        broker of this data dir was already running. A cluster launches all its nodes
+        before waiting for any, since no node is ready before a quorum is up.
+        """
         if self.running_pid() is not None:
             self._check_running_ports()
-        else:
-            fetch_jars(self.lib_dir)
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            self._check_formatted_ports()
-            self.properties_path.write_text(
-                render_server_properties(
-                    port=self.port,
-                    controller_port=self.controller_port,
-                    log_dir=self.log_dir,
-                    host=self.host,
-                )
+            return False, False
+        fetch_jars(self.lib_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._check_formatted_ports()
+        self.properties_path.write_text(
+            render_server_properties(
+                port=self.port,
+                controller_port=self.controller_port,
+                log_dir=self.log_dir,
+                host=self.host,
+                node_id=self.node_id,
+                voters=self.voters,
+                sasl_ssl=self.sasl_ssl,
             )
-            if not (self.log_dir / "meta.properties").is_file():
-                self._format_storage()
-            used_archive = self._launch()
-            launched = True
+        )
+        if not (self.log_dir / "meta.properties").is_file():
+            self._format_storage()
+        return True, self._launch()
+
+    def await_ready(self, deadline: float, *, launched: bool, used_archive: bool) -> None:
+        """Second half of :meth:`start`: block until ready (monotonic ``deadline``)."""
         try:
             try:
                 self._wait_ready(deadline)
@@ -368,7 +461,6 @@ class LocalKafka:
             if launched:  # never kill a broker this call did not start
                 self.stop()
             raise
-        return time.monotonic() - started
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
         """Stop the broker: SIGTERM (controlled shutdown), then SIGKILL after ``timeout_s``.
@@ -482,8 +574,12 @@ class LocalKafka:
             )
 
     def _format_storage(self) -> None:
-        tool_args = ["format", "--standalone", "-t", random_cluster_id()]
+        # A static quorum (controller.quorum.voters) is formatted without --standalone.
+        tool_args = ["format", *([] if self.voters else ["--standalone"])]
+        tool_args += ["-t", self.cluster_id or random_cluster_id()]
         tool_args += ["-c", str(self.properties_path)]
+        if self.sasl_ssl is not None:
+            tool_args += self.sasl_ssl.format_args()
         attempts: list[list[str]] = [list(TOOL_JVM_OPTS)]
         if self.class_data_sharing and self.cds_archive.is_file():
             # The broker's archive also holds most of the tool's classes (~0.3 s saved).
@@ -576,7 +672,7 @@ class LocalKafka:
         finally:
             admin.close()
         return any(
-            broker.get("broker_id") == NODE_ID and not broker.get("is_fenced", False)
+            broker.get("broker_id") == self.node_id and not broker.get("is_fenced", False)
             for broker in cluster.get("brokers", [])
         )
 
@@ -596,6 +692,98 @@ class LocalKafka:
                 return True
             time.sleep(0.1)  # poll interval
         return False
+
+
+class LocalKafkaCluster:
+    """Several combined broker + controller nodes with a static KRaft quorum.
+
+    Node ``n`` lives in ``DIR/node-<n>`` (a :class:`LocalKafka` data dir each). With three
+    nodes, topics and internal topics can have three replicas and the cluster keeps working
+    when one node is killed (``kill(n)``) - which is what the broker-loss tests do.
+    """
+
+    def __init__(self, data_dir: Path | str, nodes: Sequence[LocalKafka]) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.nodes = list(nodes)
+        cluster_id = random_cluster_id()
+        for node in self.nodes:
+            node.cluster_id = cluster_id
+
+    @classmethod
+    def on_free_ports(
+        cls, data_dir: Path | str, brokers: int = 3, **kwargs: Any
+    ) -> LocalKafkaCluster:
+        """``brokers`` nodes on free loopback ports (two each); ``kwargs`` go to each node."""
+        ports = free_ports(2 * brokers)
+        return cls.on_ports(data_dir, ports[:brokers], ports[brokers:], **kwargs)
+
+    @classmethod
+    def on_ports(
+        cls, data_dir: Path | str, ports: Sequence[int], controller_ports: Sequence[int],
+        **kwargs: Any,
+    ) -> LocalKafkaCluster:
+        """Nodes 1..n on the given client and controller ports."""
+        voters = [(n, p) for n, p in enumerate(controller_ports, start=1)]
+        root = Path(data_dir)
+        nodes = [
+            LocalKafka(root / f"node-{n}", port, cport, node_id=n, voters=voters, **kwargs)
+            for (n, cport), port in zip(voters, ports, strict=True)
+        ]
+        return cls(root, nodes)
+
+    @classmethod
+    def from_data_dir(cls, data_dir: Path | str) -> LocalKafkaCluster:
+        """The cluster configured earlier in ``data_dir`` (for ``stop`` and ``status``)."""
+        dirs = sorted(Path(data_dir).glob("node-*"))
+        if not dirs:
+            raise LocalKafkaError(f"{data_dir}: no node-* directories: no cluster started there")
+        return cls(data_dir, [LocalKafka.from_data_dir(d) for d in dirs])
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's ``host:port``, comma-separated."""
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> float:
+        """Launch every node, then wait until each is ready; return the seconds taken.
+
+        A node that fails stops the nodes this call launched and raises LocalKafkaError.
+        """
+        started = time.monotonic()
+        launched: list[tuple[LocalKafka, tuple[bool, bool]]] = []
+        try:
+            for node in self.nodes:
+                launched.append((node, node.launch()))
+            for node, (was_launched, archive) in launched:
+                node.await_ready(
+                    started + timeout_s, launched=was_launched, used_archive=archive
+                )
+        except (LocalKafkaError, KeyboardInterrupt):
+            for node, (was_launched, _) in launched:
+                if was_launched:
+                    node.stop()
+            raise
+        return time.monotonic() - started
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+        """Stop every node (controlled shutdown); True when any was running."""
+        stopped = [node.stop(timeout_s) for node in reversed(self.nodes)]  # stop all of them
+        return any(stopped)
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL one node, as a crashed machine would go (no controlled shutdown)."""
+        node = self.nodes[node_id - 1]
+        pid = node.running_pid()
+        if pid is None:
+            raise LocalKafkaError(f"node {node_id} is not running")
+        os.kill(pid, signal.SIGKILL)
+        if not node._wait_exit(pid, time.monotonic() + 10.0):
+            raise LocalKafkaError(f"node {node_id} (pid {pid}) survived SIGKILL")
+        node.pid_path.unlink(missing_ok=True)
+        node._proc = None
+
+    def running_pids(self) -> list[int | None]:
+        return [node.running_pid() for node in self.nodes]
 
 
 class BrokerExitedError(LocalKafkaError):
@@ -648,6 +836,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
+    if args.brokers > 1:
+        return _cmd_start_cluster(args)
     broker = LocalKafka(args.data_dir, args.port, args.controller_port)
     # In the foreground, SIGTERM and Ctrl-C stop the broker, also while it is starting.
     with _stop_on_signals() if args.foreground else contextlib.nullcontext():
@@ -670,7 +860,37 @@ def _cmd_start(args: argparse.Namespace) -> int:
     return 1
 
 
+def _cmd_start_cluster(args: argparse.Namespace) -> int:
+    # Node n listens on port + 2(n-1) and controller_port + 2(n-1): 9092/9093, 9094/9095, ...
+    offsets = range(0, 2 * args.brokers, 2)
+    cluster = LocalKafkaCluster.on_ports(
+        args.data_dir, [args.port + o for o in offsets], [args.controller_port + o for o in offsets]
+    )
+    with _stop_on_signals() if args.foreground else contextlib.nullcontext():
+        try:
+            elapsed = cluster.start(timeout_s=args.timeout)
+            print(f"kafka cluster of {args.brokers} ready on {cluster.bootstrap} "
+                  f"({elapsed:.1f} s, data dir {cluster.data_dir})", flush=True)
+            if args.foreground:
+                cluster.nodes[0].wait()
+                print("node 1 exited; stopping the others", file=sys.stderr)
+                cluster.stop()
+                return 1
+        except KeyboardInterrupt:
+            print("stopping kafka ...", flush=True)
+            cluster.stop()
+    return 0
+
+
+def _is_cluster_dir(data_dir: Path) -> bool:
+    return any(Path(data_dir).glob("node-*/server.properties"))
+
+
 def _cmd_stop(args: argparse.Namespace) -> int:
+    if _is_cluster_dir(args.data_dir):
+        stopped = LocalKafkaCluster.from_data_dir(args.data_dir).stop(timeout_s=args.timeout)
+        print("kafka cluster stopped" if stopped else "kafka cluster was not running")
+        return 0
     try:
         broker = LocalKafka.from_data_dir(args.data_dir)
     except LocalKafkaError:
@@ -682,6 +902,12 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    if _is_cluster_dir(args.data_dir):
+        nodes = LocalKafkaCluster.from_data_dir(args.data_dir).nodes
+        states = [n.running_pid() is not None and n.is_ready() for n in nodes]
+        for node, ok in zip(nodes, states, strict=True):
+            print(f"node {node.node_id} on {node.bootstrap}: {'ready' if ok else 'NOT ready'}")
+        return 0 if all(states) else 2
     broker = LocalKafka.from_data_dir(args.data_dir)
     pid = broker.running_pid()
     if pid is None:
@@ -695,7 +921,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="local_kafka.py",
-        description="Run a single-node Apache Kafka (KRaft) broker locally without Docker.",
+        description="Run Apache Kafka (KRaft), one node or a cluster, locally without Docker.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -709,6 +935,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--controller-port", type=int, default=9093, help="KRaft controller port (default 9093)"
     )
     start.add_argument("--data-dir", type=Path, required=True, help="config, data and logs")
+    start.add_argument(
+        "--brokers", type=int, default=1,
+        help="nodes (default 1); node n uses port and controller port + 2(n-1)",
+    )
     start.add_argument(
         "--timeout", type=float, default=START_TIMEOUT_S, help="seconds to wait for readiness"
     )

@@ -1,8 +1,8 @@
 """Every Kafka client the service and its tools create, configured in one place.
 
-Connection settings (bootstrap servers, client id) come from :class:`KafkaSettings` here and
-nowhere else, so that a setting that concerns every client (for example security settings)
-is applied to all of them by changing this module only.
+Connection settings (bootstrap servers, client id, ``kafka.security``: TLS and SASL) come
+from :class:`KafkaSettings` here and nowhere else, so a setting that concerns every client
+reaches all of them: the pipeline's, restore's, the fleet view's and the tools'.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
 from service.config import KafkaSettings
+from service.kafka.security import client_config
 
 
 def connection(s: KafkaSettings, role: str) -> dict[str, Any]:
-    """The configuration every client shares: where the brokers are and who is asking.
+    """The configuration every client shares: where the brokers are, who is asking and how
+    it proves it (security protocol, TLS files, SASL credentials).
 
     ``role`` ends the client id (``<client_id>-<instance_id>-<role>``), so the broker's
     logs and quotas tell the service's clients apart.
@@ -28,6 +30,7 @@ def connection(s: KafkaSettings, role: str) -> dict[str, Any]:
         # waits 30 s by default), so an unreachable cluster neither hides behind a long
         # silence nor delays a shutdown.
         "bootstrap_timeout_ms": s.timeout_ms,
+        **client_config(s.security),
     }
 
 

@@ -1,4 +1,5 @@
-"""Create the service's topics when they are missing, and read the limits that matter."""
+"""Create the service's topics when they are missing (replicated as the settings say), and
+read the limits that matter."""
 
 from __future__ import annotations
 
@@ -45,8 +46,10 @@ def ensure_topics(s: KafkaSettings) -> Topics:
 
     The changelog gets the readings topic's partition count (engine state lives in the
     partition of the same number) and :data:`CHANGELOG_CONFIG`; the dead-letter topic room
-    for the largest accepted message plus headers. Existing topics are left as they are
-    (a changelog that is not compacted is logged as a warning); a changelog with another
+    for the largest accepted message plus headers. Every created topic gets
+    :func:`replication` (the settings, reduced on a cluster with fewer brokers). Existing
+    topics are left as they are (a changelog that is not compacted or has fewer replicas
+    than ``kafka.replication_factor`` is logged as a warning); a changelog with another
     partition count is an error that names both.
     """
     admin = clients.admin(s)
@@ -54,7 +57,7 @@ def ensure_topics(s: KafkaSettings) -> Topics:
         existing = _partition_counts(admin)
         readings = existing.get(s.readings_topic, s.readings_partitions)
         if s.create_topics:
-            _create_missing(s, admin, existing, readings)
+            _create_missing(s, admin, existing, readings, replication(s, _broker_count(admin)))
             existing = _partition_counts(admin)
         changelog = existing.get(s.changelog_topic)
         if changelog is not None and changelog != readings:
@@ -67,14 +70,58 @@ def ensure_topics(s: KafkaSettings) -> Topics:
             log.warning("changelog topic %s is not compacted (cleanup.policy=%s): restores "
                         "read every row ever written", s.changelog_topic,
                         configs[s.changelog_topic]["cleanup.policy"])
+        replicas = _replicas(admin, s.changelog_topic)
+        if 0 < replicas < s.replication_factor:
+            log.warning("changelog topic %s has %d replica(s), fewer than "
+                        "kafka.replication_factor=%d: a broker loss can lose engine state",
+                        s.changelog_topic, replicas, s.replication_factor)
         dlq = configs.get(s.dead_letter_topic, {}).get("max.message.bytes")
         return Topics(readings, int(dlq) if dlq else BROKER_DEFAULT_MAX_MESSAGE)
     finally:
         admin.close()
 
 
+@dataclass(frozen=True)
+class Replication:
+    """Replicas and min.insync.replicas of the topics the service creates."""
+
+    factor: int
+    min_insync: int
+
+
+def replication(s: KafkaSettings, brokers: int) -> Replication:
+    """``kafka.replication_factor`` and ``kafka.min_insync_replicas``, fitted to ``brokers``.
+
+    A cluster with fewer brokers than the replication factor cannot create the topics, so
+    the factor drops to the broker count, with a warning; min.insync.replicas drops with it
+    by as much, keeping the number of brokers that may be lost without stopping writes
+    (3/2 on two brokers is 2/1, on one broker 1/1). ``brokers`` 0 (unknown) keeps both.
+    """
+    factor, min_insync = s.replication_factor, s.min_insync_replicas
+    if 0 < brokers < factor:
+        fitted = Replication(brokers, max(1, min_insync - (factor - brokers)))
+        log.warning(
+            "only %d broker(s): topics get replication factor %d and min.insync.replicas %d "
+            "instead of kafka.replication_factor=%d and kafka.min_insync_replicas=%d; a "
+            "broker loss can lose committed state. Use a cluster of %d or more brokers in "
+            "production", brokers, fitted.factor, fitted.min_insync, factor, min_insync, factor,
+        )
+        return fitted
+    return Replication(factor, min_insync)
+
+
+def _broker_count(admin: KafkaAdminClient) -> int:
+    try:
+        return len(admin.describe_cluster().get("brokers", []))
+    except Exception:  # an old broker or no permission: the settings are used as they are
+        log.warning("could not count the brokers; using kafka.replication_factor as set",
+                    exc_info=True)
+        return 0
+
+
 def _create_missing(
-    s: KafkaSettings, admin: KafkaAdminClient, existing: dict[str, int], readings: int
+    s: KafkaSettings, admin: KafkaAdminClient, existing: dict[str, int], readings: int,
+    rep: Replication,
 ) -> None:
     dlq_bytes = max(s.max_message_bytes + DEAD_LETTER_HEADROOM, BROKER_DEFAULT_MAX_MESSAGE)
     wanted = {
@@ -83,8 +130,9 @@ def _create_missing(
         s.anomalies_topic: (readings, {}),
         s.dead_letter_topic: (1, {"max.message.bytes": str(dlq_bytes)}),
     }
+    isr = {"min.insync.replicas": str(rep.min_insync)}
     new = [
-        NewTopic(name, parts, 1, topic_configs=dict(conf))
+        NewTopic(name, parts, rep.factor, topic_configs={**conf, **isr})
         for name, (parts, conf) in wanted.items()
         if name not in existing
     ]
@@ -109,6 +157,14 @@ def _topic_configs(admin: KafkaAdminClient, names: list[str]) -> dict[str, dict[
         name: {k: v["value"] for k, v in conf.items()}
         for name, conf in got.get("topic", {}).items()
     }
+
+
+def _replicas(admin: KafkaAdminClient, topic: str) -> int:
+    """Replicas of ``topic``'s first partition (0 when it cannot be described)."""
+    for t in admin.describe_topics([topic]):
+        if not t.get("error_code") and t["partitions"]:
+            return len(t["partitions"][0]["replica_nodes"])
+    return 0
 
 
 def _partition_counts(admin: KafkaAdminClient) -> dict[str, int]:

@@ -21,7 +21,9 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
-SERVICES = {"kafka", "kafka-setup", "vibewatch", "simulator", "prometheus", "grafana"}
+SERVICES = {"kafka", "kafka-setup", "vibewatch", "simulator", "prometheus", "alertmanager",
+            "alert-log", "grafana"}
+POM = ROOT / "deploy" / "kafka" / "pom.xml"
 #: Runs once and exits; every other service runs for good and needs a healthcheck.
 ONE_SHOT = {"kafka-setup"}
 
@@ -76,6 +78,29 @@ def test_kafka_is_single_node_kraft() -> None:
     assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
     # kafka-storage format needs a base64 UUID: 16 bytes, 22 characters without padding.
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"])
+
+
+def test_the_compose_broker_is_the_local_brokers_kafka_version() -> None:
+    pinned = re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text())
+    assert pinned is not None
+    assert _services()["kafka"]["image"] == f"apache/kafka:{pinned.group(1)}"
+
+
+def test_prometheus_alerts_go_to_the_alertmanager_of_the_stack() -> None:
+    services = _services()
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == ["alertmanager:9093"]
+    alertmanager = services["alertmanager"]
+    mounts = _bind_mounts(alertmanager)
+    flag = next(a for a in alertmanager["command"] if a.startswith("--config.file="))
+    path = Path(flag.split("=", 1)[1])
+    assert (mounts[str(path.parent)] / path.name).is_file()
+    # The default receivers post to alert-log, on the port it listens on.
+    am = yaml.safe_load((mounts[str(path.parent)] / path.name).read_text())
+    urls = {h["url"] for r in am["receivers"] for h in r.get("webhook_configs", [])}
+    port = services["alert-log"]["command"][-1]
+    assert urls and all(u.startswith(f"http://alert-log:{port}/") for u in urls)
 
 
 def test_topic_setup_creates_the_topics() -> None:
@@ -151,13 +176,26 @@ def test_grafana_mounts_provisioning_and_dashboards() -> None:
     assert home == f"{dashboards_path}/fleet.json"
 
 
-def test_dockerfile() -> None:
-    text = DOCKERFILE.read_text()
-    assert re.search(r"^FROM python:3\.11-slim\b", text, flags=re.M)
-    assert re.search(r"^RUN pip install ", text, flags=re.M)
-    user = re.findall(r"^USER (\S+)", text, flags=re.M)
-    assert user and user[-1] not in {"root", "0"}, "the image must run as a non-root user"
-    assert re.search(r"^EXPOSE 8000\b", text, flags=re.M)
+def _stages() -> dict[str, str]:
+    """Stage name -> its instructions (the text up to the next FROM)."""
+    parts = re.split(r"^FROM ", DOCKERFILE.read_text(), flags=re.M)[1:]
+    return {re.search(r"\bAS (\S+)", p.splitlines()[0]).group(1): p  # type: ignore[union-attr]
+            for p in parts}
+
+
+def test_dockerfile_builds_a_lean_serving_image_and_a_training_image() -> None:
+    stages = _stages()
+    assert list(stages)[-1] == "serve", "the default (last) target must be the serving image"
+    bases = {p.split()[0] for p in stages.values()} - set(stages)
+    assert bases == {"python:3.11-slim"}
+    serve, train = stages["serve"], stages["train"]
+    assert re.search(r"^RUN pip install /wheels/vibewatch-\*\.whl ", serve, flags=re.M)
+    assert "[train]" not in serve and "[train]" in train
+    for stage in (serve, train):
+        user = re.findall(r"^USER (\S+)", stage, flags=re.M)
+        assert user and user[-1] not in {"root", "0"}, "images must run as a non-root user"
+    assert re.search(r"^EXPOSE 8000\b", serve, flags=re.M)
+    assert re.search(r'^CMD \["vibewatch", "serve"\]', serve, flags=re.M)
 
 
 def test_dockerignore_keeps_local_state_out() -> None:

@@ -97,8 +97,9 @@ RELAXED: dict[str, Relaxed] = {
         expect_empty=True,
     ),
     "Prometheus rule VibewatchAnomalyScoreHigh": Relaxed(
-        ((" >= 0.8", ""),),
-        "the faulty engine's score crosses 0.8 only in bursts, which a 1 s scrape may miss",
+        ((" >= on (job, instance) group_left", " - on (job, instance) group_left"),),
+        "the faulty engine crosses the warning level only in bursts, which a 1 s scrape may "
+        "miss; the difference checks that every score series joins its instance's level",
         expect_empty=False,
     ),
     "Prometheus rule VibewatchEngineSilent": Relaxed(

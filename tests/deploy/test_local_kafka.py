@@ -256,3 +256,45 @@ def test_offsets_sent_to_a_transaction_commit_and_abort_with_it(
     finally:
         reader.close()
     assert _values(outputs) == [b"READING-0", b"READING-1"]
+
+
+def test_cluster_nodes_render_a_static_quorum_with_three_replicas(
+    local_kafka_module: ModuleType, tmp_path: Path
+) -> None:
+    voters = [(1, 19093), (2, 19095), (3, 19097)]
+    text = local_kafka_module.render_server_properties(
+        port=19094, controller_port=19095, log_dir=tmp_path, node_id=2, voters=voters
+    )
+    props = dict(line.split("=", 1) for line in text.splitlines() if not line.startswith("#"))
+
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == (
+        "1@127.0.0.1:19093,2@127.0.0.1:19095,3@127.0.0.1:19097"
+    )
+    assert "controller.quorum.bootstrap.servers" not in props
+    assert props["transaction.state.log.replication.factor"] == "3"
+    assert props["transaction.state.log.min.isr"] == "2"
+    assert props["default.replication.factor"] == "3"
+
+
+def test_a_sasl_ssl_listener_adds_its_port_mechanisms_and_users(
+    local_kafka_module: ModuleType, tmp_path: Path
+) -> None:
+    listener = local_kafka_module.SaslSslListener(
+        19099, tmp_path / "keystore.pem", scram_users={"svc": "pw"}, plain_users={"svc": "pw"}
+    )
+    text = local_kafka_module.render_server_properties(
+        port=19092, controller_port=19093, log_dir=tmp_path, sasl_ssl=listener
+    )
+    props = dict(line.split("=", 1) for line in text.splitlines() if not line.startswith("#"))
+
+    assert "SASL_SSL://127.0.0.1:19099" in props["listeners"].split(",")
+    assert "SASL_SSL:SASL_SSL" in props["listener.security.protocol.map"]
+    assert props["ssl.keystore.type"] == "PEM"
+    assert set(props["sasl.enabled.mechanisms"].split(",")) == {
+        "SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"}
+    assert 'user_svc="pw"' in props["listener.name.sasl_ssl.plain.sasl.jaas.config"]
+    assert listener.format_args() == [
+        "--add-scram", "SCRAM-SHA-256=[name=svc,password=pw]",
+        "--add-scram", "SCRAM-SHA-512=[name=svc,password=pw]",
+    ]

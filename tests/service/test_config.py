@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +13,7 @@ from service.config import ScoringSettings, load_settings
 from service.errors import ConfigError
 from service.evaluation.nab import NAB_DEFAULTS
 from service.scoring.params import ScoringParams
+from tests.secure_kafka import make_certificates
 
 
 @pytest.mark.parametrize(
@@ -63,3 +67,82 @@ def test_the_service_can_run_every_scoring_configuration_the_evaluations_use() -
     assert nab, "NAB_DEFAULTS names no scoring field"
     loaded = load_settings(scoring=nab).scoring
     assert ScoringParams.from_settings(loaded) == ScoringParams(**nab)
+
+
+# Security, replication and identity (issue 15) ------------------------------------------------
+
+
+def _security(**values: object) -> dict[str, object]:
+    return {"kafka": {"security": values}}
+
+
+SASL = {"protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "u",
+        "sasl_password": "p"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting"),
+    [
+        (_security(protocol="TLS"), "kafka.security.protocol"),
+        (_security(protocol="SASL_SSL"), "kafka.security.sasl_mechanism"),
+        (_security(**{**SASL, "sasl_username": None}), "kafka.security.sasl_username"),
+        (_security(**{**SASL, "sasl_password": None}), "kafka.security.sasl_password"),
+        (_security(**{**SASL, "sasl_mechanism": "GSSAPI"}), "kafka.security.sasl_mechanism"),
+        (_security(sasl_username="u"), "kafka.security.protocol"),
+        (_security(protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_username="u",
+                   sasl_password="p", ssl_cafile="/etc/hostname"), "kafka.security.protocol"),
+        (_security(protocol="SSL", ssl_cafile="/nonexistent/ca.pem"), "kafka.security.ssl_cafile"),
+        (_security(protocol="SSL", ssl_cafile="/etc/hostname"), "kafka.security.ssl_cafile"),
+        (_security(protocol="SSL", ssl_keyfile="/etc/hostname"), "kafka.security.ssl_certfile"),
+        (_security(protocol="SSL", ssl_certfile="/etc/hostname"), "kafka.security.ssl_certfile"),
+        ({"kafka": {"replication_factor": 2, "min_insync_replicas": 3}},
+         "kafka.min_insync_replicas"),
+        ({"kafka": {"replication_factor": 0}}, "kafka.replication_factor"),
+    ],
+)
+def test_bad_security_or_replication_setting_is_named(
+    overrides: dict[str, Any], setting: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(**overrides)
+    assert info.value.setting == setting
+
+
+def test_certificates_that_load_pass(tmp_path: Path) -> None:
+    certs = make_certificates(tmp_path)
+    s = load_settings(**_security(
+        protocol="SSL", ssl_cafile=str(certs.ca), ssl_certfile=str(certs.client_cert),
+        ssl_keyfile=str(certs.client_key),
+    ))
+    assert s.kafka.security.ssl_certfile == certs.client_cert
+    with pytest.raises(ConfigError) as info:  # the broker's key does not fit the client's cert
+        load_settings(**_security(protocol="SSL", ssl_certfile=str(certs.client_cert),
+                                  ssl_keyfile=str(tmp_path / "broker.key")))
+    assert info.value.setting == "kafka.security.ssl_keyfile"
+
+
+def test_sasl_password_is_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIBEWATCH_KAFKA__SECURITY__PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("VIBEWATCH_KAFKA__SECURITY__SASL_MECHANISM", "SCRAM-SHA-256")
+    monkeypatch.setenv("VIBEWATCH_KAFKA__SECURITY__SASL_USERNAME", "svc")
+    monkeypatch.setenv("VIBEWATCH_KAFKA__SECURITY__SASL_PASSWORD", "s3cret")
+    s = load_settings()
+    assert s.kafka.security.sasl_password is not None
+    assert s.kafka.security.sasl_password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(s) and "s3cret" not in str(s.model_dump())
+
+
+def test_replication_defaults_suit_a_three_broker_cluster() -> None:
+    s = load_settings().kafka
+    assert (s.replication_factor, s.min_insync_replicas) == (3, 2)
+
+
+def test_instance_id_defaults_to_host_and_port_and_an_explicit_one_wins() -> None:
+    host = socket.gethostname()
+    assert load_settings(api={"port": 8001}).kafka.instance_id == f"{host}-8001"
+    # two instances on one host need two ports, hence two ids; a restart keeps its id
+    assert load_settings(api={"port": 8002}).kafka.instance_id == f"{host}-8002"
+    assert load_settings(api={"port": 8001}).kafka.instance_id == f"{host}-8001"
+    assert load_settings(api={"port": 0}).kafka.instance_id == f"{host}-pid{os.getpid()}"
+    explicit = load_settings(kafka={"instance_id": "vibewatch-2"}, api={"port": 8001})
+    assert explicit.kafka.instance_id == "vibewatch-2"

@@ -20,13 +20,19 @@ TICKS = 40
 
 def test_simulated_readings_reach_the_api_and_metrics(kafka_bootstrap: str,
                                                       tmp_path: Path) -> None:
+    check_end_to_end(kafka_bootstrap, tmp_path, VIBEWATCH)
+
+
+def check_end_to_end(kafka_bootstrap: str, tmp_path: Path, vibewatch: str) -> None:
+    """``vibewatch simulate`` -> ``vibewatch serve`` -> API and /metrics, both commands from
+    ``vibewatch`` (also run with a serving-only install: tests/deploy/test_lean_install.py)."""
     prefix = f"e2e-{uuid.uuid4().hex[:8]}"
     env = topic_env(kafka_bootstrap, prefix)
-    service = ServiceProcess(env, tmp_path / "serve.log").start()
+    service = ServiceProcess(env, tmp_path / "serve.log", vibewatch=vibewatch).start()
     try:
         service.wait_ready()
         sim = subprocess.run(
-            [VIBEWATCH, "simulate", "--bootstrap", kafka_bootstrap, "--topic",
+            [vibewatch, "simulate", "--bootstrap", kafka_bootstrap, "--topic",
              f"{prefix}.readings", "--engines", str(ENGINES), "--ticks", str(TICKS),
              "--rate", "0", "--interval-ms", "1000", "--start-ms", "1795608000000"],
             env=env, capture_output=True, text=True, timeout=120,
