@@ -45,6 +45,7 @@ from service.kafka.errors import FailureClass, classify, explain
 from service.kafka.handling import BatchHandler
 from service.kafka.partitions import Listener, OwnershipListener, Partitions
 from service.kafka.restore import Restorer
+from service.kafka.security import explain_client_error
 from service.kafka.session import Session
 from service.kafka.topics import ensure_topics
 from service.kafka.upkeep import Upkeep
@@ -141,15 +142,21 @@ class Pipeline:
             try:
                 self._run_session(stop)
             except Exception as exc:  # every failure is classified; see service.kafka.errors
-                kind = classify(exc)
+                kind, reason = classify(exc), explain(exc)
+                # A refusal no retry can fix (credentials, certificates, ACLs) shows only as a
+                # timeout or a hang-up: the security module probes for it and names the
+                # setting.
+                refused = explain_client_error(exc, self.settings)
+                if refused is not None:
+                    kind, reason = FailureClass.FATAL, refused
                 self.metrics.sessions_failed.labels(kind.value).inc()
                 self._end_session()
-                if kind is FailureClass.FATAL and self._give_up(exc):
+                if kind is FailureClass.FATAL and self._give_up(exc, reason):
                     stop.set()
                     break
                 attempt += 1
                 delay = random.uniform(0.5, 1.0) * min(MAX_BACKOFF_S, 0.25 * 2 ** attempt)
-                log.warning("Kafka session ended: %s; %s in %.1f s", explain(exc),
+                log.warning("Kafka session ended: %s; %s in %.1f s", reason,
                             "retrying" if kind is FailureClass.RETRIABLE
                             else f"fatal failure {len(self._fatal)} of at most "
                                  f"{self.settings.max_fatal_restarts + 1}, restarting",
@@ -161,16 +168,16 @@ class Pipeline:
                 attempt = 0
         self._close(commit=self.failure is None)
 
-    def _give_up(self, exc: Exception) -> bool:
-        """Count a fatal failure; True (and :attr:`failure` set) when there were too many
-        within :data:`FATAL_WINDOW_S`."""
+    def _give_up(self, exc: Exception, reason: str) -> bool:
+        """Count a fatal failure; True (and :attr:`failure` set to ``reason``) when there
+        were too many within :data:`FATAL_WINDOW_S`."""
         now = time.monotonic()
         self._fatal.append(now)
         while self._fatal[0] < now - FATAL_WINDOW_S:
             self._fatal.popleft()
         if len(self._fatal) <= self.settings.max_fatal_restarts:
             return False
-        self.failure = explain(exc)
+        self.failure = reason
         log.critical("giving up after %d fatal failures within %.0f s: %s", len(self._fatal),
                      FATAL_WINDOW_S, self.failure, exc_info=exc)
         self._update_ready()
