@@ -52,7 +52,7 @@ def _setup(window: int, artifact: Path) -> tuple[Any, Any, int]:
 
     base = rss_kib()
     model = load_streaming_model(artifact)
-    scoring = EngineScoring(load_settings(state={"window": window}).scoring, 1)
+    scoring = EngineScoring(load_settings(state={"window": window}).scoring, len(model.channels))
     gc.collect()
     return model, scoring, rss_kib() - base
 
@@ -63,25 +63,14 @@ def _processor(model: Any, scoring: Any, window: int) -> Any:
     from service.scoring import STATUS_ORDER
     from service.state import EngineStore
 
-    store = EngineStore(window=window, channels=1, model_state_size=model.state_size,
-                        score_state_size=scoring.state_size)
+    store = EngineStore(window=window, channels=len(model.channels),
+                        model_state_size=model.state_size, score_state_size=scoring.state_size)
     tune_process()  # as the service's pipeline does
     return BatchProcessor(model, scoring, store, STATUS_ORDER)
 
 
-def _ticks(engines: int, ticks: int) -> list[list[Any]]:
-    import numpy as np
-
-    from service.domain import Reading
-
-    rng = np.random.default_rng(0)
-    ids = [f"engine-{i:06d}" for i in range(engines)]
-    values = rng.uniform(0.05, 0.12, (ticks, engines))
-    return [
-        [Reading(e, 1_795_608_000_000 + t * 1000, {"vibration": float(values[t, i])})
-         for i, e in enumerate(ids)]
-        for t in range(ticks)
-    ]
+def _ticks(engines: int, ticks: int, channels: tuple[str, ...]) -> list[list[Any]]:
+    return list(_ticks_iter(engines, ticks, channels))
 
 
 def rss(engines: int, window: int, artifact: Path) -> dict[str, Any]:
@@ -91,7 +80,7 @@ def rss(engines: int, window: int, artifact: Path) -> dict[str, Any]:
     _trim_heap()
     before = rss_kib()
     proc = _processor(model, scoring, window)
-    for tick in _ticks_iter(engines, 2):
+    for tick in _ticks_iter(engines, 2, model.channels):
         for start in range(0, len(tick), POLL):
             part = tick[start : start + POLL]
             proc.process(part, [0] * len(part))
@@ -102,7 +91,8 @@ def rss(engines: int, window: int, artifact: Path) -> dict[str, Any]:
     store = proc.store
     row = sum(getattr(store, f).nbytes for f in store._ROW_FIELDS) / store.capacity
     return {
-        "engines": engines, "window": window, "model_rss_kib": model_kib,
+        "engines": engines, "window": window, "channels": len(model.channels),
+        "model_rss_kib": model_kib,
         "rss_before_kib": before, "rss_after_kib": after,
         "bytes_per_engine": round((after - before) * 1024 / engines, 1),
         "rss_untrimmed_kib": untrimmed,
@@ -120,8 +110,9 @@ def _trim_heap() -> None:
         trim()
 
 
-def _ticks_iter(engines: int, ticks: int) -> Any:
-    # One tick at a time so the readings of a 100k fleet are not all alive at once.
+def _ticks_iter(engines: int, ticks: int, channels: tuple[str, ...]) -> Any:
+    # One tick at a time so the readings of a 100k fleet are not all alive at once. Every
+    # channel gets a level like a healthy IMS bearing's.
     import numpy as np
 
     from service.domain import Reading
@@ -129,8 +120,9 @@ def _ticks_iter(engines: int, ticks: int) -> Any:
     rng = np.random.default_rng(0)
     ids = [f"engine-{i:06d}" for i in range(engines)]
     for t in range(ticks):
-        values = rng.uniform(0.05, 0.12, engines)
-        yield [Reading(e, 1_795_608_000_000 + t * 1000, {"vibration": float(values[i])})
+        values = rng.uniform(0.05, 0.12, (engines, len(channels)))
+        yield [Reading(e, 1_795_608_000_000 + t * 1000,
+                       {c: float(values[i, k]) for k, c in enumerate(channels)})
                for i, e in enumerate(ids)]
 
 
@@ -138,7 +130,7 @@ def cost(engines: int, window: int, artifact: Path, ticks: int) -> dict[str, Any
     """Microseconds per reading of ``process`` and of encoding the changelog rows."""
     model, scoring, _ = _setup(window, artifact)
     proc = _processor(model, scoring, window)
-    data = _ticks(engines, ticks + 2)
+    data = _ticks(engines, ticks + 2, model.channels)
     for tick in data[:2]:  # create the rows and a first prediction outside the timing
         proc.process(tick, [0] * len(tick))
     flat = [r for tick in data[2:] for r in tick]
@@ -155,7 +147,7 @@ def cost(engines: int, window: int, artifact: Path, ticks: int) -> dict[str, Any
         t_proc += t1 - t0
     n = len(flat)
     return {
-        "engines": engines, "window": window, "readings": n,
+        "engines": engines, "window": window, "readings": n, "channels": len(model.channels),
         "process_us": round(t_proc / n * 1e6, 3), "changelog_encode_us": round(t_enc / n * 1e6, 3),
         "changelog_row_bytes": len(proc.store.encode_row(0)),
     }
