@@ -118,6 +118,7 @@ class _NewReadings:
     """Reading timestamps a peer's changelog record (an :class:`EngineState`) commits for
     the first time, as ``bench.latency`` counts the service's."""
 
+
     def __init__(self, dims: Dims) -> None:
         self.dims = dims
         self.last: dict[bytes, int] = {}
@@ -133,9 +134,9 @@ class _NewReadings:
             return []
         prev = self.last.get(rec.key)
         self.last[rec.key] = st.last_ts
-        if prev is None:
-            return [st.last_ts]
-        return [int(t) for t in st.window_ts() if t > prev]
+        # A key's first record: its whole window is new to the watcher (the topic and the
+        # engines are fresh; _watch drops what came before the measured interval).
+        return [int(t) for t in st.window_ts() if prev is None or t > prev]
 
 
 def _probe_stamps(rec: Any) -> list[int]:

@@ -9,6 +9,7 @@ peer's own clock and RSS, and keeps the last lines for error messages.
 from __future__ import annotations
 
 import collections
+import re
 import signal
 import subprocess
 import threading
@@ -19,7 +20,7 @@ from pathlib import Path
 from bench.machine import rss_kib
 from bench.peers.venv import ROOT, environment, python
 
-MARKERS = ("BOOT", "FIRST", "DONE", "COUNT")
+_MARKER = re.compile(r"(BOOT|FIRST|DONE|COUNT) (\d+\.\d+) (\d+)(?: (\d+))?\s*$")
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,15 @@ class PeerProcess:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            parts = line.split()
-            if len(parts) >= 3 and parts[0] in MARKERS:
-                m = Marker(float(parts[1]), int(parts[2]),
-                           int(parts[3]) if len(parts) > 3 else 0)
+            found = _MARKER.search(line)  # anywhere: Faust's spinner prefixes escape codes
+            if found:
+                name, t, rss, n = found.groups()
+                m = Marker(float(t), int(rss), int(n or 0))
                 with self._cond:
-                    if parts[0] == "COUNT":
+                    if name == "COUNT":
                         self.counts.append(m)
                     else:
-                        self.markers.setdefault(parts[0], m)
+                        self.markers.setdefault(name, m)
                     self._cond.notify_all()
             else:
                 self.tail.append(line.rstrip())

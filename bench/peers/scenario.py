@@ -129,8 +129,10 @@ def run_peers(a: argparse.Namespace, doc: dict[str, Any], bootstrap: str,
     dims = _dims(a.artifact)
     for rate in a.peer_latency_rates:
         v = run_latency(bootstrap, a.artifact, rate, a.latency_seconds, rate)
+        seen, sent = v["committed"].get("n", 0), v["kafka"].get("n", 0)
         lat.append({"peer": "vibewatch", "rate": rate, "engines": rate,
-                    "commit_interval_s": commit_s, "visible": 1.0,
+                    "commit_interval_s": commit_s,
+                    "visible": round(min(seen / sent, 1.0), 3) if sent else 0.0,
                     "committed": v["committed"], "kafka": v["kafka"]})
         for peer in peers:
             lat.append(measure.latency(peer, bootstrap, a.artifact, dims, work, rate,
