@@ -219,7 +219,7 @@ def latency(peer: str, bootstrap: str, artifact: Path, dims: Dims, work: Path, r
         for w in watchers:
             w.join()
         sent_text, _ = java.communicate(timeout=60)
-        behind: Marker | None = proc.counts[-1] if proc.counts else None
+        during = [m for m in proc.counts if m.t >= t_start]
     consumer.close()
     floor.close()
     visible = len(lat) / len(kafka) if kafka else 0.0
@@ -230,4 +230,11 @@ def latency(peer: str, bootstrap: str, artifact: Path, dims: Dims, work: Path, r
             "commit_interval_s": commit_interval_s if peer in CHANGELOG else None,
             "sent": int(sent_text.strip() or 0), "expected_p0": len(kafka),
             "visible": round(min(visible, 1.0), 3), "committed": q, "kafka": _quantiles(kafka),
-            "peer_readings_at_end": behind.readings if behind else None}
+            "processed_per_s": _rate(during)}
+
+
+def _rate(counts: list[Marker]) -> float | None:
+    """Readings per second between the first and the last of ``counts``."""
+    if len(counts) < 2 or counts[-1].t <= counts[0].t:
+        return None
+    return round((counts[-1].readings - counts[0].readings) / (counts[-1].t - counts[0].t), 1)
