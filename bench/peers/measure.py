@@ -7,6 +7,8 @@ its changelog topic's name and its delivery guarantee.
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 import time
 import uuid
@@ -98,8 +100,6 @@ def restart(peer: str, bootstrap: str, ds: Dataset, artifact: Path, run: dict[st
     framework's start (after imports and the model) to its first message processed, with
     every engine's state restored; ``wipe`` deletes the local state first (a new machine:
     the state comes back from the changelog)."""
-    import shutil
-
     state = Path(run["state_dir"])
     if wipe:
         shutil.rmtree(state, ignore_errors=True)
@@ -203,8 +203,6 @@ def latency(peer: str, bootstrap: str, artifact: Path, dims: Dims, work: Path, r
         if java is None:
             raise RuntimeError("the latency runs need Java and the broker's jars "
                                "(make system-deps kafka-jars)")
-        import json
-
         lat: list[float] = []
         kafka: list[float] = []
         stamps = _NewReadings(dims) if peer in CHANGELOG else _probe_stamps
