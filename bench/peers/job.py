@@ -31,8 +31,8 @@ import numpy.typing as npt
 from bench.machine import rss_kib
 from service.config import ScoringSettings
 from service.domain import AnomalyEvent
+from service.kafka.outputs import event_record
 from service.model import load_streaming_model
-from service.outputs import event_record
 from service.scoring import STATUS_ORDER, EngineScoring
 
 WINDOW = 256

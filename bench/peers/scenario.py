@@ -8,8 +8,9 @@ Same readings topics, model artifact and scoring for all; one run, in this order
 2. RSS per engine (vibewatch: ``bench.memory``; peers: their process's RSS growth from the
    first message to the end of the single-reading run, every engine then holding state);
 3. restart with the state of the largest fleet (vibewatch: ``run_service`` again on the same
-   group, restoring from the changelog; peers: the same process again, local state kept,
-   then wiped for the peers whose state is also in a changelog);
+   group, with its local checkpoint and then without, restoring from the changelog; peers:
+   the same process again, local state kept, then wiped for the peers whose state is also
+   in a changelog);
 4. latency at ``--peer-latency-rates`` (vibewatch: ``bench.latency.run_latency``; peers:
    :func:`bench.peers.measure.latency`), commit interval 100 ms for all that have one.
 """
@@ -111,16 +112,26 @@ def run_peers(a: argparse.Namespace, doc: dict[str, Any], bootstrap: str,
     big = next(ds for ds in sets if ds.engines == max(a.peer_engines) and ds.batch == 1)
     tick = big.ticks  # one new reading per engine per restart, after the topic's last
     restarts = []
-    measure.append_tick(bootstrap, big, tick)
-    again = run_service(bootstrap, Dataset(big.topic, big.engines, 1), a.artifact,
-                        exactly_once=True, prefix=prefixes[big.topic])
-    restarts.append({"peer": "vibewatch", "engines": big.engines, "local_state": False,
-                     "restart_s": again.startup_s, "process_start_to_first_s": None})
+    prefix = prefixes[big.topic]
+    for wipe in (False, True):  # the local checkpoint (written at shutdown), then none
+        checkpoints = _checkpoints(prefix)
+        if wipe:
+            for path in checkpoints:
+                path.unlink()
+        measure.append_tick(bootstrap, big, tick)
+        tick += 1
+        again = run_service(bootstrap, Dataset(big.topic, big.engines, 1), a.artifact,
+                            exactly_once=True, prefix=prefix)
+        restarts.append({"peer": "vibewatch", "engines": big.engines,
+                         "local_state": bool(checkpoints) and not wipe,
+                         "restart_s": again.startup_s, "process_start_to_first_s": None})
+    for path in _checkpoints(prefix):
+        path.unlink()
     for peer in peers:
         run = next(x for x in runs if x["peer"] == peer and x["topic"] == big.topic)
         for wipe in (False, True) if peer in measure.CHANGELOG else (False,):
-            tick += 1
             restarts.append(measure.restart(peer, bootstrap, big, a.artifact, run, tick, wipe))
+            tick += 1
             print(f"restart {restarts[-1]}", flush=True)
     res["restart"] = restarts
 
@@ -144,6 +155,14 @@ def run_peers(a: argparse.Namespace, doc: dict[str, Any], bootstrap: str,
                   f"(visible {lat[-1]['visible']})", flush=True)
     res["latency"] = lat
     print_tables(res)
+
+
+def _checkpoints(prefix: str) -> list[Path]:
+    """The local checkpoint files of the service instance of ``prefix`` (bench settings)."""
+    from service.config import StateSettings
+
+    where = StateSettings().checkpoint_dir
+    return [] if where is None else sorted(where.expanduser().glob(f"{prefix}.group.*.ckpt"))
 
 
 def _dims(artifact: Path) -> Any:
