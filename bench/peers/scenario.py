@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -56,11 +57,9 @@ def datasets(a: argparse.Namespace) -> list[Dataset]:
 
 def run_peers(a: argparse.Namespace, doc: dict[str, Any], bootstrap: str,
               progress: bool) -> None:
-    from bench.latency import run_latency
-    from bench.memory import measure as memory
-    from bench.service_run import run_service
-    from service.config import KafkaSettings
-
+    """Install the peers (first use), fill the topics, measure everything, print the tables;
+    the results go to ``doc["peers"]``. A peer that cannot be installed is reported in
+    ``doc["peers"]["errors"]`` and left out; any other failure ends the run."""
     peers = [p for p in a.peers if p in PEERS]
     res: dict[str, Any] = {"versions": versions(), "guarantees": measure.GUARANTEES,
                            "peers": peers, "errors": {}}
@@ -76,7 +75,21 @@ def run_peers(a: argparse.Namespace, doc: dict[str, Any], bootstrap: str,
     for ds in sets:
         took = fill(bootstrap, ds, progress=progress)
         print(f"filled {ds.topic}: {ds.readings:,} readings in {took:.1f} s", flush=True)
-    work = Path(tempfile.mkdtemp(prefix="vibewatch-bench-peers-"))
+    work = Path(tempfile.mkdtemp(prefix="vibewatch-bench-peers-"))  # the peers' local state
+    try:
+        _measure(a, res, bootstrap, peers, sets, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print_tables(res)
+
+
+def _measure(a: argparse.Namespace, res: dict[str, Any], bootstrap: str, peers: list[str],
+             sets: list[Dataset], work: Path) -> None:
+    from bench.latency import run_latency
+    from bench.memory import measure as memory
+    from bench.service_run import run_service
+    from service.config import KafkaSettings
+
     prefixes: dict[str, str] = {}
     runs: list[dict[str, Any]] = []
     for ds in sets:
@@ -154,7 +167,6 @@ def run_peers(a: argparse.Namespace, doc: dict[str, Any], bootstrap: str,
             print(f"latency {peer} at {rate}/s: {lat[-1]['committed']} "
                   f"(visible {lat[-1]['visible']})", flush=True)
     res["latency"] = lat
-    print_tables(res)
 
 
 def _checkpoints(prefix: str) -> list[Path]:
