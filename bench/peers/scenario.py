@@ -138,8 +138,8 @@ def _measure(a: argparse.Namespace, res: dict[str, Any], bootstrap: str, peers: 
         restarts.append({"peer": "vibewatch", "engines": big.engines,
                          "local_state": bool(checkpoints) and not wipe,
                          "restart_s": again.startup_s, "process_start_to_first_s": None})
-    for path in _checkpoints(prefix):
-        path.unlink()
+    for path in (p for x in prefixes.values() for p in _checkpoints(x)):
+        path.unlink()  # the service instances of this scenario are gone for good
     for peer in peers:
         run = next(x for x in runs if x["peer"] == peer and x["topic"] == big.topic)
         for wipe in (False, True) if peer in measure.CHANGELOG else (False,):
