@@ -7,13 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv serve-venv system-deps kafka-jars lint test test-slow run bench clean
+.PHONY: help venv serve-venv system-deps kafka-jars lint test test-slow run bench bench-peers clean
 
 help:
 	@echo "make run        start broker + service + simulator (Ctrl-C stops all)"
 	@echo "make test       set up everything, then ruff, mypy, pytest (unit + integration)"
 	@echo "make test-slow  soak/chaos tests (crash and rebalance equivalence at scale)"
 	@echo "make bench      benchmarks against the naive baselines (writes bench/results)"
+	@echo "make bench-peers  the same job on Quix Streams, Faust, Bytewax (.venv-peers/)"
 
 # The dev venv has everything: the serving install, the training extra and the dev tools.
 $(STAMP): pyproject.toml
@@ -73,5 +74,8 @@ run: system-deps venv kafka-jars
 bench: system-deps venv kafka-jars
 	$(PY) bench/run.py
 
+bench-peers: system-deps venv kafka-jars
+	$(PY) bench/run.py --scenarios peers
+
 clean:
-	rm -rf $(VENV) $(SERVE_VENV) .run .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SERVE_VENV) .venv-peers .run .mypy_cache .ruff_cache .pytest_cache

@@ -32,7 +32,7 @@ def run_all(a: argparse.Namespace, doc: dict[str, Any]) -> None:
     progress = not a.no_progress
     if wanted & {"restart", "failover", "broker-restart"}:
         restarts(a, doc)
-    needs_broker = wanted & {"throughput", "baselines", "latency", "coldstart"}
+    needs_broker = wanted & {"throughput", "baselines", "latency", "coldstart", "peers"}
     if wanted & {"memory", "cost"}:
         memory_scenarios(a, doc)
     if not needs_broker:
@@ -45,6 +45,10 @@ def run_all(a: argparse.Namespace, doc: dict[str, Any]) -> None:
             latency(a, doc, bootstrap)
         if "coldstart" in wanted:
             coldstart(a, doc, bootstrap, progress)
+        if "peers" in wanted:
+            from bench.peers.scenario import run_peers
+
+            run_peers(a, doc, bootstrap, progress)
 
 
 def throughput(a: argparse.Namespace, doc: dict[str, Any], bootstrap: str,

@@ -80,9 +80,13 @@ def _dead(registry: CollectorRegistry) -> float:
 
 
 def run_service(
-    bootstrap: str, ds: Dataset, artifact: Path, *, exactly_once: bool, timeout_s: float = 600.0
+    bootstrap: str, ds: Dataset, artifact: Path, *, exactly_once: bool, timeout_s: float = 600.0,
+    prefix: str | None = None,
 ) -> ServiceResult:
     """Start a Runtime on ``ds.topic`` and time it until every offset is committed.
+
+    ``prefix`` names the group and output topics (default: fresh ones); a second run with
+    the same prefix restarts the same instance, restoring its engines from the changelog.
 
     A run that processes nothing for STARTUP_TIMEOUT_S is abandoned and retried once on a
     fresh group (seen before commit 57ad357: an empty first assignment whose second
@@ -92,7 +96,7 @@ def run_service(
     """
     for attempt in (1, 2):
         try:
-            return _run_once(bootstrap, ds, artifact, exactly_once, timeout_s)
+            return _run_once(bootstrap, ds, artifact, exactly_once, timeout_s, prefix)
         except _StalledError:
             if attempt == 2:
                 raise
@@ -104,9 +108,11 @@ class _StalledError(TimeoutError):
 
 
 def _run_once(
-    bootstrap: str, ds: Dataset, artifact: Path, exactly_once: bool, timeout_s: float
+    bootstrap: str, ds: Dataset, artifact: Path, exactly_once: bool, timeout_s: float,
+    prefix: str | None,
 ) -> ServiceResult:
-    settings = service_settings(bootstrap, ds.topic, artifact, exactly_once=exactly_once)
+    settings = service_settings(bootstrap, ds.topic, artifact, exactly_once=exactly_once,
+                                prefix=prefix)
     registry = CollectorRegistry()
     runtime = Runtime(settings, registry=registry)
     ends = end_offsets(bootstrap, ds.topic)
