@@ -91,10 +91,12 @@ def _measure(a: argparse.Namespace, res: dict[str, Any], bootstrap: str, peers: 
     from service.config import KafkaSettings
 
     prefixes: dict[str, str] = {}
+    checkpoint_dir = Path(tempfile.mkdtemp(prefix="vibewatch-peers-checkpoints-"))
     runs: list[dict[str, Any]] = []
     for ds in sets:
         prefix = prefixes[ds.topic] = f"bench-{uuid.uuid4().hex[:8]}"
-        r = run_service(bootstrap, ds, a.artifact, exactly_once=True, prefix=prefix)
+        r = run_service(bootstrap, ds, a.artifact, exactly_once=True, prefix=prefix,
+                        checkpoint_dir=checkpoint_dir)
         runs.append({"peer": "vibewatch", "engines": ds.engines, "form": ds.form,
                      "readings": r.readings, "of_readings": ds.readings, "seconds": r.seconds,
                      "readings_per_s": r.readings_per_s, "finished": True,
@@ -127,19 +129,18 @@ def _measure(a: argparse.Namespace, res: dict[str, Any], bootstrap: str, peers: 
     restarts = []
     prefix = prefixes[big.topic]
     for wipe in (False, True):  # the local checkpoint (written at shutdown), then none
-        checkpoints = _checkpoints(prefix)
+        checkpoints = _checkpoints(checkpoint_dir, prefix)
         if wipe:
             for path in checkpoints:
                 path.unlink()
         measure.append_tick(bootstrap, big, tick)
         tick += 1
         again = run_service(bootstrap, Dataset(big.topic, big.engines, 1), a.artifact,
-                            exactly_once=True, prefix=prefix)
+                            exactly_once=True, prefix=prefix, checkpoint_dir=checkpoint_dir)
         restarts.append({"peer": "vibewatch", "engines": big.engines,
                          "local_state": bool(checkpoints) and not wipe,
                          "restart_s": again.startup_s, "process_start_to_first_s": None})
-    for path in (p for x in prefixes.values() for p in _checkpoints(x)):
-        path.unlink()  # the service instances of this scenario are gone for good
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # those instances are gone for good
     for peer in peers:
         run = next(x for x in runs if x["peer"] == peer and x["topic"] == big.topic)
         for wipe in (False, True) if peer in measure.CHANGELOG else (False,):
@@ -169,12 +170,9 @@ def _measure(a: argparse.Namespace, res: dict[str, Any], bootstrap: str, peers: 
     res["latency"] = lat
 
 
-def _checkpoints(prefix: str) -> list[Path]:
-    """The local checkpoint files of the service instance of ``prefix`` (bench settings)."""
-    from service.config import StateSettings
-
-    where = StateSettings().checkpoint_dir
-    return [] if where is None else sorted(where.expanduser().glob(f"{prefix}.group.*.ckpt"))
+def _checkpoints(where: Path, prefix: str) -> list[Path]:
+    """The local checkpoint files of the service instance of ``prefix`` in ``where``."""
+    return sorted(where.glob(f"{prefix}.group.*.ckpt"))
 
 
 def _dims(artifact: Path) -> Any:
