@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,8 +46,9 @@ def test_list_engines_filters_and_pages(client: TestClient) -> None:
     assert client.get("/engines", params={"min_score": 0.999999}).json()["total"] <= 1
 
 
-@pytest.mark.parametrize("params", [{"status": "broken"}, {"min_score": 2}, {"limit": 0},
-                                    {"offset": -1}, {"sort": "size"}])
+@pytest.mark.parametrize("params", [{"status": "broken"}, {"min_score": -1},
+                                    {"min_score": "nan"}, {"limit": 0}, {"offset": -1},
+                                    {"sort": "size"}, {"stale": "maybe"}])
 def test_list_engines_rejects_bad_parameters(client: TestClient, params: dict[str, object]) -> None:
     resp = client.get("/engines", params=params)
     assert resp.status_code == 422
@@ -86,9 +88,36 @@ def test_anomaly_events(client: TestClient) -> None:
     late = client.get("/anomalies", params={"since": "2026-11-25T12:00:41Z"}).json()
     assert all(e["ts"] >= "2026-11-25T12:00:41" for e in late["events"])
     assert late["total"] < everything["total"]
-    bad = client.get("/anomalies", params={"since": "2026-11-26T00:00:00Z",
-                                           "until": "2026-11-25T00:00:00Z"})
-    assert bad.status_code == 422
+    # since after until matches nothing (not an error: the schema cannot say it is one)
+    none = client.get("/anomalies", params={"since": "2026-11-26T00:00:00Z",
+                                            "until": "2026-11-25T00:00:00Z"})
+    assert none.status_code == 200 and none.json()["total"] == 0
+    # a naive time is UTC: the same filter as the aware one
+    naive = client.get("/anomalies", params={"since": "2026-11-25T12:00:41"}).json()
+    assert naive == late
+
+
+@pytest.mark.parametrize("params", [
+    {"since": "2026-11-25T12:00:00", "until": "2026-11-25T13:00:00+02:00"},  # naive + aware
+    {"since": "0001-01-01T00:00:00"},
+    {"since": "0001-01-01T00:00:00+14:00", "until": "9999-12-31T23:59:59-14:00"},
+])
+def test_anomalies_any_times_no_server_error(
+    client: TestClient, params: dict[str, str]
+) -> None:
+    """Two of the three 500s of issue #14 (comparing naive with aware times; year 1)."""
+    resp = client.get("/anomalies", params=params)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["total"] >= 0
+
+
+def test_reload_with_a_300_character_path_is_a_json_422(client: TestClient) -> None:
+    """The third 500 of issue #14: a path longer than the OS allows."""
+    for path in ("/" + "x" * 300, "/tmp/a\u0000b", "x" * 5000):
+        resp = client.post("/model/reload", json={"artifact_dir": path},
+                           headers={"Authorization": f"Bearer {TOKEN}"})
+        assert resp.status_code in (404, 422), resp.text
+        assert resp.json()["detail"]
 
 
 def test_model_and_reload_auth(client: TestClient) -> None:
@@ -100,14 +129,26 @@ def test_model_and_reload_auth(client: TestClient) -> None:
     assert wrong.status_code == 401
     missing = client.post("/model/reload", json={"artifact_dir": "/does/not/exist"},
                           headers={"Authorization": f"Bearer {TOKEN}"})
-    assert missing.status_code == 422 and "/does/not/exist" in missing.json()["detail"]
+    assert missing.status_code == 404 and "/does/not/exist" in missing.json()["detail"]
+    unusable = client.post("/model/reload", json={"artifact_dir": "/"},
+                           headers={"Authorization": f"Bearer {TOKEN}"})
+    assert unusable.status_code == 422 and "manifest" in unusable.json()["detail"]
 
 
 def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
-    assert client.get("/readyz").status_code == 503  # no Kafka in this test
+    ready = client.get("/readyz")
+    assert ready.status_code == 503  # no Kafka in this test
+    assert ready.json() == {"status": "not ready",
+                            "detail": "not connected to Kafka or restoring state"}
 
 
 def test_metrics_exposed(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert "vibewatch_readings_total" in text and 'vibewatch_model_info{' in text
+    # prometheus-client's default collectors on the injected registry, and the build
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total",
+                 "process_open_fds", "python_gc_objects_collected_total"):
+        assert f"\n{name}" in text, name
+    assert f'vibewatch_build_info{{python="{platform.python_version()}",version="0.1.0"}} 1.0' \
+        in text
