@@ -9,11 +9,13 @@ under its lock (O(1) or O(window)), in the thread pool.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
 
 from service.api.deps import RuntimeDep, TokenDep
 from service.api.documents import engine_documents, to_json
@@ -61,6 +63,36 @@ class SortKey(enum.StrEnum):
 class Order(enum.StrEnum):
     asc = "asc"
     desc = "desc"
+
+
+_RFC3339 = re.compile(
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
+    r"([Zz]|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))$"
+)
+
+
+def rfc3339(value: object) -> object:
+    """An RFC 3339 date-time string (what the schema's ``format: date-time`` promises, so
+    with a UTC offset) as an aware datetime. Anything else is refused, including numbers
+    and times without an offset, which pydantic would otherwise read in its own ways. A
+    leap second reads as the end of second 59; year 0 as year 1."""
+    m = _RFC3339.match(value) if isinstance(value, str) else None
+    if m is None:
+        raise ValueError("must be an RFC 3339 date-time with an offset, such as "
+                         "2026-11-25T12:00:00Z")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    micro = int((m.group(7) or ".0")[1:].ljust(6, "0")[:6])
+    if second == 60:
+        second, micro = 59, 999_999
+    offset = timedelta(0)
+    if m.group(9):
+        offset = timedelta(hours=int(m.group(10)), minutes=int(m.group(11)))
+        offset = -offset if m.group(9) == "-" else offset
+    return datetime(max(year, 1), month, day, hour, minute, second, micro,
+                    tzinfo=timezone(offset))
+
+
+Rfc3339 = BeforeValidator(rfc3339)
 
 
 def epoch_ms(dt: datetime) -> int:
@@ -145,10 +177,10 @@ def get_history(
 async def list_events(
     runtime: RuntimeDep,
     engine_id: Annotated[str | None, Query(pattern=ENGINE_ID)] = None,
-    since: Annotated[datetime | None, Query(
-        description="Events at or after this event time (RFC 3339; without an offset: "
-        "UTC).")] = None,
-    until: Annotated[datetime | None, Query(
+    since: Annotated[datetime | None, Rfc3339, Query(
+        description="Events at or after this event time (RFC 3339 with an offset, e.g. "
+        "2026-11-25T12:00:00Z).")] = None,
+    until: Annotated[datetime | None, Rfc3339, Query(
         description="Events at or before this event time; before since: none.")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
@@ -210,6 +242,7 @@ def get_model(runtime: RuntimeDep) -> ModelOut:
 @router.post(
     "/model/reload", response_model=ModelOut, tags=["model"],
     responses={
+        400: {"model": ErrorOut, "description": "The body is not JSON"},
         401: {"model": ErrorOut, "description": "No or a wrong bearer token"},
         403: {"model": ErrorOut, "description": "api.token is not set: reloads are disabled"},
         404: {"model": ErrorOut, "description": "artifact_dir is not a directory"},
