@@ -150,9 +150,10 @@ def main() -> int:
         )
         while all(c.poll() is None for c in children):
             time.sleep(0.5)
-        gone = next(c for c in children if c.poll() is not None)
-        print(f"{' '.join(map(str, gone.args[:2]))} exited with status {gone.returncode}; "
-              "stopping the stack", file=sys.stderr)
+        name, gone = next((n, c) for n, c in zip(("serve", "simulate"), children, strict=False)
+                          if c.poll() is not None)
+        print(f"vibewatch {name} exited with status {gone.returncode}; stopping the stack",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
