@@ -1,8 +1,8 @@
 """Tails the committed anomalies topic, for ``GET /anomalies`` on every instance.
 
 A group-less ``read_committed`` consumer (built with :mod:`service.kafka.clients`) reads
-every partition of ``kafka.anomalies_topic``: at start the last ``capacity`` records of each
-partition, then whatever is committed after. Events of an aborted or still open transaction
+every partition of ``kafka.anomalies_topic``: at start the last ``2 * capacity`` offsets of
+each partition (records and transaction markers), then whatever is committed after. Events of an aborted or still open transaction
 are never read, so the API lists only committed events, and after a restart it lists the
 same ones again. Each decoded batch goes to ``sink`` (the API's event index).
 
@@ -132,8 +132,11 @@ class EventLog:
         if fresh:
             begins = consumer.beginning_offsets(fresh)
             ends = consumer.end_offsets(fresh)
+            # Twice the capacity: transaction markers take offsets too (one per transaction
+            # with an event in the partition), so reading back ``capacity`` offsets would
+            # find fewer events.
             for tp in fresh:
-                self._positions[tp] = max(begins[tp], ends[tp] - self.capacity)
+                self._positions[tp] = max(begins[tp], ends[tp] - 2 * self.capacity)
         for tp in tps:
             consumer.seek(tp, self._positions[tp])
         return tps
