@@ -2,9 +2,10 @@
 
 A group-less ``read_committed`` consumer (built with :mod:`service.kafka.clients`) reads
 every partition of ``kafka.anomalies_topic``: at start the last ``2 * capacity`` offsets of
-each partition (records and transaction markers), then whatever is committed after. Events of an aborted or still open transaction
-are never read, so the API lists only committed events, and after a restart it lists the
-same ones again. Each decoded batch goes to ``sink`` (the API's event index).
+each partition (records and transaction markers), then whatever is committed after. Events
+of an aborted or still open transaction are never read, so the API lists only committed
+events, and after a restart it lists the same ones again. Each decoded batch goes to
+``sink`` (the API's event index).
 
 A record that is not an event this version understands is skipped with a warning (and
 counted in :attr:`EventLog.skipped`): the topic is the service's own, so that means another
