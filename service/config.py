@@ -230,7 +230,7 @@ class ApiSettings(_Section):
         "as stale (GET /engines ?stale=, vibewatch_engines_stale).",
     )
     index_interval_ms: int = Field(
-        200, ge=10, le=60_000, description="How often the engine list (GET /engines) takes in "
+        500, ge=10, le=60_000, description="How often the engine list (GET /engines) takes in "
         "the engines changed since; the list is that much behind the store at most.",
     )
     max_events: int = Field(

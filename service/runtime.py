@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from service.api.engine_index import EngineIndex
 from service.api.event_index import EventIndex
+from service.api.page_cache import PageCache
 from service.config import Settings
 from service.errors import ArtifactError, BrokerUnavailableError
 from service.ingest import MessageDecoder
@@ -91,6 +92,7 @@ class Runtime:
         )
         # GET /engines: the list, kept up to date from the stores' change journals.
         self.engine_index = EngineIndex(self.store, self.fleet_store, len(self.model.channels))
+        self.page_cache = PageCache()
         self.metrics.engines_stale.set_function(
             lambda: self.engine_index.count_stale(self.stale_before_ms())
         )

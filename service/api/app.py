@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import service
+from service.api.page_cache import CachedPages
 from service.api.routes import router
 from service.api.schemas import ErrorOut
 from service.runtime import Runtime
@@ -67,6 +68,7 @@ def create_app(
         responses={500: {"model": ErrorOut, "description": "A bug: the log has the details"}},
     )
     app.include_router(router)
+    app.add_middleware(CachedPages)
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)

@@ -133,8 +133,11 @@ class EngineIndex:
         self._free: list[int] = []
         self._cap = 0
         self._alloc(1024)
-        # Orders: rows ascending by (key, id rank); live rows only.
+        # Orders: rows ascending by (key, id rank); live rows only. Beside each numeric
+        # order, its keys in the same order (so a merge gathers no columns).
         self._orders: dict[str, I64] = {k: np.empty(0, np.int64) for k in SORT_KEYS}
+        self._keys: dict[str, npt.NDArray[np.complex128]] = {
+            k: np.empty(0, np.complex128) for k in SORT_KEYS if k != "engine_id"}
         self._rank = np.zeros(self._cap, np.int64)  # position in the engine_id order
         self._sorted_ids: list[str] = []  # engine ids ascending (the engine_id order)
         # Memo of filtered orders, cleared at every refresh.
@@ -300,13 +303,14 @@ class EngineIndex:
             for name in Rows.__slots__:
                 if name != "ids":
                     getattr(self, name)[target] = getattr(rows, name)
-            if gone or added:
+            reranked = bool(gone or added)
+            if reranked:
                 self._rerank(added, gone_ids)
             moved = np.union1d(old_rows, target)
-            for key in SORT_KEYS:
-                if key == "engine_id" and not (gone or added):
-                    continue
-                self._orders[key] = self._merge(key, moved, target)
+            moved_mask = np.zeros(self._cap, dtype=bool)
+            moved_mask[moved] = True
+            for key in self._keys:
+                self._merge(key, moved_mask, target, reranked)
             self.version += 1
             self._memo.clear()
 
@@ -333,23 +337,26 @@ class EngineIndex:
         out.imag = self._rank[rows]
         return out
 
-    def _merge(self, key: str, moved: I64, live_moved: I64) -> I64:
-        """The order of ``key`` with ``moved`` rows taken out and ``live_moved`` put back
-        at their new places (lock held; ranks current)."""
-        if key == "engine_id":
-            return self._orders["engine_id"]
-        order = self._orders[key]
-        if moved.size:
-            keep = np.ones(self._cap, dtype=bool)
-            keep[moved] = False
-            order = order[keep[order]]
-        if not live_moved.size:
-            return order
-        kept_keys = self._key(key, order)
-        new_keys = self._key(key, live_moved)
-        by = np.argsort(new_keys, kind="stable")
-        at = np.searchsorted(kept_keys, new_keys[by])
-        return np.insert(order, at, live_moved[by])
+    def _merge(self, key: str, moved: npt.NDArray[np.bool_], live_moved: I64,
+               reranked: bool) -> None:
+        """Take the ``moved`` rows (a mask) out of the order of ``key`` and put
+        ``live_moved`` back at their new places (lock held; ranks current).
+
+        O(engines) vectorised passes (a mask, an insert) plus O(moved log moved); the keys
+        of the rows that stay are recomputed only when the ranks changed (``reranked``).
+        """
+        order, keys = self._orders[key], self._keys[key]
+        keep = ~moved[order]
+        order = order[keep]
+        keys = self._key(key, order) if reranked else keys[keep]
+        if live_moved.size:
+            new_keys = self._key(key, live_moved)
+            by = np.argsort(new_keys, kind="stable")
+            new_keys = new_keys[by]
+            at = np.searchsorted(keys, new_keys)
+            order = np.insert(order, at, live_moved[by])
+            keys = np.insert(keys, at, new_keys)
+        self._orders[key], self._keys[key] = order, keys
 
     # -- reading ----------------------------------------------------------------------------
     def page(

@@ -13,12 +13,13 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
 from service.api.deps import RuntimeDep, TokenDep
 from service.api.documents import engine_documents, to_json
+from service.api.page_cache import page_key
 from service.api.schemas import (
     BaselineOut,
     EngineOut,
@@ -112,6 +113,7 @@ def _status_code(runtime: Runtime, s: Status) -> int:
 
 @router.get("/engines", response_model=EnginePage, responses=BAD_INPUT, tags=["engines"])
 async def list_engines(
+    request: Request,
     runtime: RuntimeDep,
     status_: Annotated[Status | None, Query(alias="status")] = None,
     min_score: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 0.0,
@@ -127,18 +129,28 @@ async def list_engines(
     sorted (default: highest score first, ties by engine id), paged.
 
     Served from an index that takes in changed engines every ``api.index_interval_ms``
-    (default 200 ms): the list is at most that much behind ``GET /engines/{id}``.
+    (default 500 ms): the list is at most that much behind ``GET /engines/{id}``, and
+    ``stale`` at most a second behind the clock.
     """
-    page = runtime.engine_index.page(
-        sort=sort.value, descending=order is Order.desc,
-        status=None if status_ is None else _status_code(runtime, status_),
-        min_score=min_score, stale=stale, stale_before_ms=runtime.stale_before_ms(),
-        offset=offset, limit=limit,
-    )
-    m = runtime.model
-    docs = engine_documents(page.rows, m.channels, runtime.processor.statuses, m.version,
-                            page.committed_seq, runtime.stale_before_ms())
-    return _json({"total": page.total, "offset": offset, "limit": limit, "engines": docs})
+    index = runtime.engine_index
+
+    def build() -> bytes:
+        stale_before_ms = runtime.stale_before_ms()
+        page = index.page(
+            sort=sort.value, descending=order is Order.desc,
+            status=None if status_ is None else _status_code(runtime, status_),
+            min_score=min_score, stale=stale, stale_before_ms=stale_before_ms,
+            offset=offset, limit=limit,
+        )
+        m = runtime.model
+        docs = engine_documents(page.rows, m.channels, runtime.processor.statuses, m.version,
+                                page.committed_seq, stale_before_ms)
+        return to_json({"total": page.total, "offset": offset, "limit": limit,
+                        "engines": docs})
+
+    body = runtime.page_cache.get(index.version, page_key(runtime, request.scope["query_string"]),
+                                  build)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/engines/{engine_id}", response_model=EngineOut, responses=NOT_FOUND,
