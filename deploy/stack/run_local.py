@@ -89,7 +89,9 @@ def reset(run_dir: Path, data_dir: Path) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    port = int(os.environ.get("VIBEWATCH_API__PORT", "8000"))  # the service's setting
+    parser.add_argument("--port", type=int, default=port,
+                        help="API port (default: VIBEWATCH_API__PORT, else 8000)")
     parser.add_argument("--engines", type=int, default=50, help="simulated engines (default 50)")
     parser.add_argument("--rate", type=float, default=200.0, help="readings/s (default 200)")
     parser.add_argument("--run-dir", default=str(ROOT / ".run"),
@@ -125,6 +127,8 @@ def main() -> int:
         print(f"Kafka broker ready at {broker.bootstrap}", flush=True)
         env = {**os.environ, "VIBEWATCH_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
                "VIBEWATCH_KAFKA__INSTANCE_ID": "local-0",
+               # the local checkpoint beside the broker's data: make reset-local drops both
+               "VIBEWATCH_STATE__CHECKPOINT_DIR": str(run_dir / "checkpoints"),
                "VIBEWATCH_API__PORT": str(args.port)}
         children.append(subprocess.Popen([VIBEWATCH, "serve"], env=env))
         base = f"http://127.0.0.1:{args.port}"
