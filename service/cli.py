@@ -8,7 +8,7 @@ For every command: ``--log-level`` and ``--log-format`` are accepted before or a
 subcommand; every ``--help`` shows each option's default; a user error (a bad option, a
 missing file, an invalid setting, an unreachable broker) prints one line naming the problem
 and exits 2, with the traceback only at ``--log-level DEBUG``. The settings
-(``VIBEWATCH_*``) are read once here and passed to the command as ``args.settings``.
+(``VIBEWATCH_*``) are read once here and passed to the command as ``args._settings``.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), exc)
     logs.configure(args.log_level or settings.log.level,
                    args.log_format or settings.log.format)
-    args.settings = settings
+    args._settings = settings  # "_": not an option (reports that dump the options skip it)
     try:
         return _load(args._module).run(args)
     except ModuleNotFoundError as exc:

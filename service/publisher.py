@@ -29,7 +29,7 @@ def add_kafka_options(parser: argparse.ArgumentParser) -> None:
 
 def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
     """The settings' Kafka section with ``--bootstrap`` and ``--topic`` applied."""
-    settings: Settings = args.settings
+    settings: Settings = args._settings
     update = {k: v for k, v in (("bootstrap_servers", args.bootstrap),
                                 ("readings_topic", args.topic)) if v}
     return settings.kafka.model_copy(update=update)

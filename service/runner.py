@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from service.runtime import Runtime
 
     overrides = _overrides(args)
-    settings: Settings = args.settings
+    settings: Settings = args._settings
     if overrides:
         merged = settings.model_dump()
         for section, values in overrides.items():
