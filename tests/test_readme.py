@@ -23,6 +23,7 @@ service's setting), so the test does not collide with a stack already running on
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -265,7 +266,7 @@ def test_make_run_and_the_commands_that_use_it(stack: Stack, clone: Path) -> Non
                 and c not in ("make run", "make reset-local")]:
         if cmd.startswith("curl"):
             url = cmd.replace("localhost:8000", f"localhost:{stack.port}")
-            body = wait_for(lambda u=url: _curl(u, clone), 60, f"{url} to list engines")
+            body = wait_for(functools.partial(_curl, url, clone), 60, f"{url} to list engines")
             assert '"engine_id"' in body, body[:500]
         elif " serve" in cmd:
             _serve_briefly(cmd, clone, env)
