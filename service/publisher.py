@@ -49,7 +49,7 @@ class Publisher:
             self._producer = clients.producer(
                 s, role, linger_ms=10, batch_size=512 * 1024,
                 compression_type=None if s.compression == "none" else s.compression,
-                bootstrap_timeout_ms=s.timeout_ms, max_block_ms=s.timeout_ms,
+                max_block_ms=s.timeout_ms,  # bootstrap_timeout_ms: clients.connection
             )
         except KafkaError as exc:
             raise self._unreachable(exc) from None

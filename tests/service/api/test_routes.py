@@ -147,8 +147,8 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
     ready = client.get("/readyz")
     assert ready.status_code == 503  # no Kafka in this test
-    assert ready.json() == {"status": "not ready",
-                            "detail": "not connected to Kafka or restoring state"}
+    # the pipeline's own words for what is missing (Runtime.readiness)
+    assert ready.json() == {"status": "not ready", "detail": "starting"}
 
 
 def test_metrics_exposed(client: TestClient) -> None:
