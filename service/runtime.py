@@ -92,6 +92,7 @@ class Runtime:
         )
         # GET /engines: the list, kept up to date from the stores' change journals.
         self.engine_index = EngineIndex(self.store, self.fleet_store, len(self.model.channels))
+        self._ready_seen: float | None = None  # when readiness() first saw the pipeline ready
         self.page_cache = PageCache()
         self.metrics.engines_stale.set_function(
             lambda: self.engine_index.count_stale(self.stale_before_ms())
@@ -128,13 +129,24 @@ class Runtime:
         return int((time.time() - self.settings.api.stale_after_s) * 1000)
 
     def start_views(self) -> None:
-        """Start what the API reads (the engine list's refresh); no Kafka needed."""
+        """Start what the API reads (the engine list's refresh; idempotent): no Kafka needed.
+        :meth:`start` starts it too (readiness waits for the list)."""
         self.engine_index.start(self.settings.api.index_interval_ms / 1000)
 
     def readiness(self) -> tuple[bool, str]:
         """Whether the instance is ready (it owns partitions and has restored them, or the
-        group gave it none) and what it is doing or waiting for, in words."""
-        return self.pipeline.readiness()
+        group gave it none, and GET /engines lists what it restored) and what it is doing or
+        waiting for, in words."""
+        ready, detail = self.pipeline.readiness()
+        if not ready:
+            self._ready_seen = None
+            return ready, detail
+        if self._ready_seen is None:  # just restored: list the engines now, not in 500 ms
+            self._ready_seen = time.monotonic()
+            self.engine_index.wake()
+        if self.engine_index.refreshed_from < self._ready_seen:
+            return False, "listing the restored engines"
+        return ready, detail
 
     @property
     def failure(self) -> str | None:
@@ -145,6 +157,7 @@ class Runtime:
         """Start the pipeline thread and the anomaly event log (idempotent).
         ``on_failure`` is called (from that thread) if the pipeline gives up: the process
         should then exit non-zero."""
+        self.start_views()
         if self._thread is None:
             self._stop.clear()
 

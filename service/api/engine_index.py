@@ -126,7 +126,8 @@ class EngineIndex:
         if fleet is not None:
             self._generations[FLEET] = fleet.generation
         self.version = 0
-        self.refreshed_at = 0.0  # monotonic time of the last refresh
+        #: monotonic time the last completed refresh began (it holds every change before)
+        self.refreshed_from = 0.0
         # Row storage; freed rows are reused.
         self._row_of: dict[str, int] = {}
         self._ids: list[str] = []
@@ -143,6 +144,7 @@ class EngineIndex:
         # Memo of filtered orders, cleared at every refresh.
         self._memo: dict[tuple[str, int], I64] = {}
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- storage -------------------------------------------------------------------------
@@ -187,29 +189,40 @@ class EngineIndex:
 
     # -- the refresh thread ----------------------------------------------------------------
     def start(self, interval_s: float) -> None:
-        """Refresh now, then every ``interval_s`` on a daemon thread until :meth:`stop`."""
-        self.refresh()
+        """Refresh now, then every ``interval_s`` on a daemon thread until :meth:`stop`
+        (idempotent)."""
         if self._thread is None:
+            self.refresh()
             self._stop.clear()
             self._thread = threading.Thread(
                 target=self._run, args=(interval_s,), name="engine-index", daemon=True
             )
             self._thread.start()
 
+    def wake(self) -> None:
+        """Refresh now rather than at the end of the interval."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
 
     def _run(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
+        while True:
+            self._wake.wait(interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             self.refresh()
 
     # -- refresh ---------------------------------------------------------------------------
     def refresh(self) -> int:
         """Take in every change since the last refresh; returns the engines touched."""
         with self._refresh_lock:
+            began = time.monotonic()
             touched, reset = self._take()
             if reset:
                 with self._lock:
@@ -217,7 +230,7 @@ class EngineIndex:
                                 if int(self.source[r]) in reset}
             rows = self._resolve(touched)
             self._apply(touched, rows)
-            self.refreshed_at = time.monotonic()
+            self.refreshed_from = began
             return len(touched)
 
     def _stores(self) -> list[tuple[int, EngineStore]]:

@@ -234,3 +234,16 @@ def test_docs_pages_use_only_local_assets(client: TestClient) -> None:
         assert "https://" not in html and "http://" not in html, page
         js = client.get(f"/docs-assets/{asset}")
         assert js.status_code == 200 and len(js.content) > 100_000
+
+
+def test_ready_only_once_the_list_shows_what_was_restored(
+    client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline says ready (restored): /readyz waits for a refresh of the engine list
+    that began after that, so a client told "ready" finds the restored engines listed."""
+    monkeypatch.setattr(runtime.pipeline, "readiness", lambda: (True, "owns [0]"))
+    runtime.engine_index.stop()  # no refresh thread: the test drives the refreshes
+    first = client.get("/readyz")
+    assert first.status_code == 503 and first.json()["detail"] == "listing the restored engines"
+    runtime.engine_index.refresh()
+    assert client.get("/readyz").json() == {"status": "ready", "detail": "owns [0]"}
