@@ -92,6 +92,8 @@ RULES = (
     Rule(r"\.venv/bin/vibewatch --version", "run"),
     Rule(r"\.venv/bin/vibewatch train .*", "quick", "one epoch",
          lambda c: f"{c} --epochs 1", 600),
+    Rule(r"\.venv/bin/vibewatch tune .*", "quick", "one trial of one epoch",
+         lambda c: c.replace("--trials 12", "--trials 1") + " --epochs 1", 600),
     Rule(r"\.venv/bin/vibewatch evaluate forecast .*", "run"),
     Rule(r"\.venv/bin/vibewatch evaluate nab .*", "quick", "two of the 35 NAB files",
          _nab_quick),
