@@ -40,8 +40,10 @@ def _default(section: str, name: str) -> object:
     model = Settings.model_fields[section].annotation
     assert model is not None
     field = model.model_fields[name]
+    if name == "instance_id":
+        return "<host name>-<api port>"
     if field.default_factory is not None:
-        return "the host name" if name == "instance_id" else "computed"
+        return "computed"
     return field.default
 
 

@@ -86,9 +86,9 @@ RULES = (
     Rule(r"make (test|test-slow)", "dry", "make test cannot run inside make test; the slow "
          "tests take an hour"),
     Rule(r"make bench", "dry", "hours of benchmarks; the quick bench commands below run"),
-    Rule(r"make (lint|venv|kafka-jars|system-deps|clean)", "dry",
-         "make test ran lint, venv, kafka-jars and system-deps already; clean would delete "
-         "the virtualenv the other commands use"),
+    Rule(r"make (lint|venv|serve-venv|kafka-jars|system-deps|clean)", "dry",
+         "make test ran lint, venv, serve-venv, kafka-jars and system-deps already; clean "
+         "would delete the virtualenv the other commands use"),
     Rule(r"\.venv/bin/vibewatch --version", "run"),
     Rule(r"\.venv/bin/vibewatch train .*", "quick", "one epoch",
          lambda c: f"{c} --epochs 1", 600),
