@@ -85,7 +85,8 @@ RULES = (
     Rule(r"make help", "run"),
     Rule(r"make (test|test-slow)", "dry", "make test cannot run inside make test; the slow "
          "tests take an hour"),
-    Rule(r"make bench", "dry", "hours of benchmarks; the quick bench commands below run"),
+    Rule(r"make bench(-peers)?", "dry", "hours of benchmarks (and three stream processors to "
+         "install); the quick bench commands below run"),
     Rule(r"make (lint|venv|serve-venv|kafka-jars|system-deps|clean)", "dry",
          "make test ran lint, venv, serve-venv, kafka-jars and system-deps already; clean "
          "would delete the virtualenv the other commands use"),
