@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -35,7 +36,24 @@ def test_anomalies_survive_a_restart(kafka_bootstrap: str, tmp_path: Path) -> No
                       and e["status"] == "alarm"]
             return page["events"] if alarms else None
 
-        before = wait_for(events, 60, "the spike's alarm in /anomalies")
+        wait_for(events, 60, "the spike's alarm in /anomalies")
+
+        def processed() -> bool:
+            text = service.get("/metrics")[1]
+            m = re.search(r'^vibewatch_readings_total\{outcome="processed"\} (\S+)$', text,
+                          re.M)
+            return m is not None and float(m.group(1)) == 6 * 80
+
+        wait_for(processed, 60, "every reading processed")
+        seen: list[Any] = []
+
+        def settled() -> list[dict[str, Any]] | None:  # the same events twice in a row
+            page = service.get("/anomalies?limit=1000")[1]["events"]
+            seen.append(page)
+            return page if len(seen) > 1 and seen[-2] == page else None
+
+        before = wait_for(settled, 30, "the committed events to stop changing",
+                          interval_s=1.0)
         assert service.stop() == 0, service.log_tail()
         # a new process: nothing in memory, the events come back from the topic
         service = ServiceProcess(env, tmp_path / "serve2.log").start()
