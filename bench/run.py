@@ -26,9 +26,9 @@ from bench import machine  # noqa: E402
 from bench.report import header, write_json  # noqa: E402
 
 SCENARIOS = ("throughput", "baselines", "memory", "cost", "latency", "coldstart")
-#: long scenarios, run only when named (``--scenarios restart,failover,broker-restart``);
+#: long scenarios, run only when named (``--scenarios restart,failover,broker-restart,api``);
 #: `peers` also installs three stream processors into .venv-peers/ on first use (bench/peers/)
-EXTRA = ("restart", "failover", "broker-restart", "peers")
+EXTRA = ("restart", "failover", "broker-restart", "peers", "api")
 DEFAULT_ARTIFACT = ROOT / "models" / "artifacts" / "default"
 
 
@@ -102,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer-latency-rates", type=_ints, default=[10_000],
                    help="peers: produce rates of the latency runs (default 10000; engines = "
                    "rate)")
+    p.add_argument("--api-engines", type=int, default=100_000,
+                   help="api: engines in the fleet (default 100000)")
+    p.add_argument("--api-rate", type=float, default=10_000,
+                   help="api: readings/s ingested meanwhile (default 10000)")
+    p.add_argument("--api-clients", type=int, default=50,
+                   help="api: concurrent HTTP clients (default 50)")
+    p.add_argument("--api-seconds", type=float, default=30.0,
+                   help="api: seconds of each phase, without and with API load (default 30)")
     p.add_argument("--out", type=Path, help="JSON path (default bench/results/<time>.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -115,6 +123,7 @@ def apply_quick(a: argparse.Namespace) -> None:
     a.restart_engines, a.restart_rate, a.traffic_s = [1000], 1000.0, 10.0
     a.peer_engines, a.peer_single_readings, a.peer_batch_readings = [200], 2_000, 10_000
     a.peer_budget, a.peer_latency_rates = 5.0, [500]
+    a.api_engines, a.api_rate, a.api_seconds, a.api_clients = 2000, 1000, 5.0, 10
 
 
 def main(argv: list[str] | None = None) -> int:
