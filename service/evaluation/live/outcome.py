@@ -45,10 +45,12 @@ class FaultOutcome:
     warnings: int
     held: bool | None  #: a lasting fault: in alarm from the first raise to the end
     alarms_before_onset: int
-    polls_in_alarm: int
+    polls_in_alarm: int  #: engine-list views showing it in alarm while the fault is on
     rank_best: int | None
     rank_worst: int | None
     healthy_above: int | None  #: most healthy engines listed above it while in alarm
+    #: a repaired fault whose alarm is held: most healthy engines above it after the repair
+    healthy_above_after_repair: int | None
     page_s: float | None  #: when the page alert fires (simulated time at 1x)
     page_delay_s: float | None
 
@@ -179,12 +181,16 @@ def fault_outcome(record: RunRecord, scenario: Scenario, fault: LiveFault,
     held: bool | None = None
     if fault.end_s is None and stop == len(engine_events):
         held = first is not None and all(e.status == "alarm" for t, e in mine if t >= first)
-    ranks, above = [], []
+    ranks, above, after_repair = [], [], []
     for p in record.polls:
         for k, row in enumerate(p.rows):
             if row.engine_id == fault.engine_id and row.status == "alarm":
-                ranks.append(k + 1)
-                above.append(sum(1 for r in p.rows[:k] if scenario.fault_of(r.engine_id) is None))
+                healthy = sum(1 for r in p.rows[:k] if scenario.fault_of(r.engine_id) is None)
+                if fault.end_s is not None and record.sim_s(row.ts_ms) >= fault.end_s:
+                    after_repair.append(healthy)
+                else:
+                    ranks.append(k + 1)
+                    above.append(healthy)
     fires = page_fires(status_series(record, engine_events, scenario.span_s))
     after = np.flatnonzero(fires & (scrape_times(scenario.span_s) >= fault.onset_s))
     page = float(after[0] * SCRAPE_S) if after.size else None
@@ -195,6 +201,7 @@ def fault_outcome(record: RunRecord, scenario: Scenario, fault: LiveFault,
         held=held, alarms_before_onset=early, polls_in_alarm=len(ranks),
         rank_best=min(ranks) if ranks else None, rank_worst=max(ranks) if ranks else None,
         healthy_above=max(above) if above else None,
+        healthy_above_after_repair=max(after_repair) if after_repair else None,
         page_s=page, page_delay_s=None if page is None else page - fault.onset_s,
     )
 

@@ -20,8 +20,12 @@ def _fault_line(f: FaultOutcome) -> str:
             else f"{f.rank_best}-{f.rank_worst} ({f.polls_in_alarm} views)")
     page = "never" if f.page_delay_s is None else f"{f.page_delay_s:.0f} s"
     name = f"{f.engine_id} {f.kind}"
-    return (f"  {name:<26} {clock(f.onset_s):>6} {alarm:>6} {_num(f.delay_s):>8} "
+    line = (f"  {name:<26} {clock(f.onset_s):>6} {alarm:>6} {_num(f.delay_s):>8} "
             f"{f.raises:>6} {held:>5} {rank:>18} {_num(f.healthy_above, 'd'):>8} {page:>6}")
+    if f.healthy_above_after_repair is not None:
+        line += (f"\n  {'':<26} repaired, alarm held: up to {f.healthy_above_after_repair} "
+                 "healthy engines listed above it")
+    return line
 
 
 def _rebaseline_line(rb: RebaselineOutcome) -> str:

@@ -49,13 +49,20 @@ def test_a_clean_run_meets_the_targets() -> None:
         ev("engine-0002", 9e9, "alarm", "warmup", cause="baseline"),
         ev("engine-0002", 710.0, "warmup", "normal"),
     ]
-    polls = [Poll(1.0, (Row("engine-0002", 0, "alarm", 9.0), Row("engine-0001", 0, "alarm", 2.0),
-                        Row("engine-0000", 0, "normal", 0.1)))]
+    at_630, at_670 = START + 630_000, START + 670_000
+    polls = [Poll(1.0, (Row("engine-0002", at_630, "alarm", 9.0),
+                        Row("engine-0001", at_630, "alarm", 2.0),
+                        Row("engine-0000", at_630, "normal", 0.1))),
+             # the step was repaired at 660 s; its alarm is held, its score low
+             Poll(2.0, (Row("engine-0001", at_670, "alarm", 2.0),
+                        Row("engine-0000", at_670, "normal", 0.1),
+                        Row("engine-0002", at_670, "alarm", 0.01)))]
     o = outcome(record(events, polls), SCENARIO)
     wear, step = o.faults
     assert (wear.delay_s, wear.raises, wear.held) == (12.0, 1, True)
     assert (step.delay_s, step.raises, step.held) == (1.0, 1, None)  # repaired: not held
-    assert (wear.rank_best, wear.rank_worst, wear.healthy_above) == (2, 2, 0)
+    assert (wear.rank_best, wear.rank_worst, wear.healthy_above) == (1, 2, 0)
+    assert (step.rank_best, step.healthy_above, step.healthy_above_after_repair) == (1, 0, 1)
     # scrapes at 615, 630, ... see the alarm; `for: 1m` -> firing at 675
     assert wear.page_s == 675.0 and wear.page_delay_s == 75.0
     assert step.page_s == 675.0  # seen first by the scrape at 615
