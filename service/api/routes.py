@@ -48,7 +48,7 @@ class Order(enum.StrEnum):
 def list_engines(
     runtime: RuntimeDep,
     status_: Annotated[Status | None, Query(alias="status")] = None,
-    min_score: Annotated[float, Query(ge=0, le=1)] = 0.0,
+    min_score: Annotated[float, Query(ge=0)] = 0.0,
     sort: SortKey = SortKey.score,
     order: Order = Order.desc,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,

@@ -21,7 +21,11 @@ class EngineOut(BaseModel):
     values: dict[str, float] = Field(description="The latest reading.")
     predicted: dict[str, float] = Field(description="Prediction of the next reading.")
     error: float | None = Field(description="Smoothed prediction error of the latest reading.")
-    score: float = Field(ge=0, le=1, description="Anomaly score; higher is more anomalous.")
+    score: float = Field(
+        ge=0, description="Anomaly score, no upper bound; higher is more anomalous "
+        "(tenths of decades of the hours of normal operation between such departures: "
+        "0.3 = once in 1,000 h)."
+    )
     status: Status
     status_since: datetime = Field(description="Event time the current status began.")
     readings: int = Field(description="Readings processed for this engine.")

@@ -45,7 +45,7 @@ def test_list_engines_filters_and_pages(client: TestClient) -> None:
     assert client.get("/engines", params={"min_score": 0.999999}).json()["total"] <= 1
 
 
-@pytest.mark.parametrize("params", [{"status": "broken"}, {"min_score": 2}, {"limit": 0},
+@pytest.mark.parametrize("params", [{"status": "broken"}, {"min_score": -1}, {"limit": 0},
                                     {"offset": -1}, {"sort": "size"}])
 def test_list_engines_rejects_bad_parameters(client: TestClient, params: dict[str, object]) -> None:
     resp = client.get("/engines", params=params)
