@@ -51,10 +51,11 @@ def existing(path: Path, flag: str) -> Path:
 
 
 def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
-    """``items`` with a progress bar on stderr (quiet when stderr is not a terminal)."""
+    """``items`` with a progress bar on stderr (redrawn every 30 s into a log file)."""
     from tqdm import tqdm
 
-    yield from tqdm(items, desc=desc, total=total, unit="step", disable=not sys.stderr.isatty())
+    yield from tqdm(items, desc=desc, total=total, unit="step",
+                    mininterval=0.1 if sys.stderr.isatty() else 30.0)
 
 
 def _flag(name: str) -> str:

@@ -29,7 +29,6 @@ _C_ZERO, _C_ONE, _C_MS = const(0.0), const(1.0), const(0.001)
 #: estimate by this fraction towards its own step, so a change of rate by 10x is learned in
 #: about 50 readings and a single gap or burst moves it by 5 % only.
 INTERVAL_STEP = 0.05
-_C_UP, _C_DOWN = const(1.0 + INTERVAL_STEP), const(1.0 - INTERVAL_STEP)
 #: Columns of the pace block.
 SEEN, COUNT, LAST_TS, INTERVAL, START, EPISODE = range(6)
 PACE_SIZE = 6
@@ -108,7 +107,7 @@ class EngineScoring:
             for k, v in {
                 "readings": s.commission_readings,
                 "commission_ms": max(s.commission_s, model_warmup_s) * 1000.0,
-                "warning": s.warning_score, "inf": np.inf,
+                "warning": s.warning_score, "inf": np.inf, "eta": INTERVAL_STEP,
 
             }.items()
         }  # fmt: skip
@@ -229,17 +228,26 @@ class EngineScoring:
         """The pace columns after this reading, written into ``out``; returns which engines
         are still commissioning and every engine's sampling interval (seconds)."""
         c = self._c
-        seen = state[:, SEEN] > _C_ZERO
         step = ts - state[:, LAST_TS]
         step *= _C_MS
         old = state[:, INTERVAL]
-        # Running median of the steps (moves 5 % towards each step); the first step sets it.
-        toward = np.where(step > old, _C_UP, np.where(step < old, _C_DOWN, _C_ONE))
-        toward *= old
-        interval = np.where(seen & (step > _C_ZERO), np.where(old > _C_ZERO, toward, step), old)
-        count = np.add(state[:, COUNT], _C_ONE, out=out[:, COUNT])
-        start = np.where(state[:, COUNT] > _C_ZERO, state[:, START], ts)
-        warm = (count < c["readings"]) | (ts - start < c["commission_ms"])
+        # Running median of the steps: 5 % towards each step; the first step sets it.
+        interval = np.sign(step - old)
+        interval *= c["eta"] * old
+        interval += old
+        odd = (old <= _C_ZERO) | (step <= _C_ZERO)  # no interval yet, or no step (a repeat)
+        if np.count_nonzero(odd):
+            seen = state[:, SEEN] > _C_ZERO
+            first = odd & seen & (step > _C_ZERO)
+            interval = np.where(first, step, np.where(odd, old, interval))
+        np.add(state[:, COUNT], _C_ONE, out=out[:, COUNT])
+        count = out[:, COUNT]
+        start = state[:, START]
+        if np.count_nonzero(count == _C_ONE):  # engines starting (or re-starting) commissioning
+            start = np.where(count == _C_ONE, ts, start)
+        warm = count < c["readings"]
+        elapsed = ts - start
+        warm |= elapsed < c["commission_ms"]
         np.add(state[:, SEEN], _C_ONE, out=out[:, SEEN])
         out[:, LAST_TS] = ts
         out[:, INTERVAL] = interval

@@ -86,12 +86,33 @@ class StatusMachine:
         the status columns of a larger state block); returns the new status codes.
         ``ts_ms`` is each reading's event time, ``warm`` marks engines still commissioning."""
         c = self._c
+        status = state[:, 0]
+        # Most engines, most of the time: normal, scoring below clear. For them only the
+        # quiet run grows; the full rules run on the others alone.
+        active = (score >= c["clear"]) | (status != _C_NORMAL)
+        out[:, 0] = status
+        out[:, 1] = 0.0
+        out[:, 2] = 0.0
+        np.add(state[:, 3], c["one"], out=out[:, 3])
+        out[:, 4] = state[:, 4]
+        idx = np.flatnonzero(active)
+        if idx.size:
+            out[idx] = self._rules(score[idx], state[idx], ts_ms[idx], warm[idx])
+        new: FloatArray = out[:, 0]
+        return new
+
+    def _rules(
+        self, score: FloatArray, state: FloatArray, ts_ms: FloatArray,
+        warm: npt.NDArray[np.bool_],
+    ) -> FloatArray:
+        """The new state rows of ``state`` after ``score`` (every rule, for a subset)."""
+        c = self._c
         one = c["one"]
         status = state[:, 0]
         low_w = score < c["warning"]
         low_a = score < c["alarm"]
         high_c = score >= c["clear"]
-        cold = np.count_nonzero(warm) > 0  # after commissioning (the usual case) none is warm
+        cold = np.count_nonzero(warm) > 0
         if cold:
             low_w |= warm
             low_a |= warm
@@ -108,9 +129,5 @@ class StatusMachine:
         new = np.where(quiet & (new > _C_NORMAL), float(NORMAL), new)
         if cold:
             new = np.where(warm, float(WARMUP), new)
-        out[:, 0] = new
-        out[:, 1] = up_w
-        out[:, 2] = up_a
-        out[:, 3] = down
-        out[:, 4] = last_high
-        return new
+        rows: FloatArray = np.stack([new, up_w, up_a, down, last_high], axis=1)
+        return rows
