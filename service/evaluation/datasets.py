@@ -1,14 +1,17 @@
 """The recorded data the evaluations stream, with event times: NAB corpora, run-to-failure
-runs (IMS-style CSVs, C-MAPSS) and labelled CSVs.
+runs (IMS, any CSV, C-MAPSS) and labelled CSVs.
 
-Every stream carries real event times, because the scoring's settings are time spans:
-NAB and IMS have timestamps; C-MAPSS counts cycles, taken as one hour each
-(:data:`CMAPSS_CYCLE_S`, stated wherever C-MAPSS results are reported); labelled CSVs use
-their time column when it parses, else one reading per second.
+The files are read by ``models.data`` (one reader per data set); this module adds what the
+evaluations need around them: labels, failing units, ends of life. Every stream carries
+real event times, because the scoring's settings are time spans: NAB and IMS have
+timestamps; C-MAPSS counts cycles, taken as one hour each (``models.data.CMAPSS_CYCLE_S``,
+stated wherever C-MAPSS results are reported); labelled CSVs use their time column when it
+parses, else one reading per second.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,17 +20,22 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from models.data import (
+    CMAPSS_CYCLE_S,
+    CMAPSS_INFORMATIVE,
+    DataError,
+    load_cmapss,
+    load_csv,
+    load_ims_multi,
+    parse_times,
+    read_cmapss_rul,
+    read_cmapss_table,
+)
 from service.evaluation.nab_data import DatasetError, NabFile, load_nab, read_columns
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-#: Seconds per C-MAPSS cycle (a flight): the data has no clock, so one is assumed.
-CMAPSS_CYCLE_S = 3600
-#: Sensors of C-MAPSS FD001 that vary (s2, s3, ... of NASA's readme).
-CMAPSS_SENSORS = (2, 3, 4, 7, 8, 9, 11, 12, 13, 14, 15, 17, 20, 21)
-#: Below this level (g) on every channel the IMS rig was stopped: such trailing rows end a run.
-IMS_STOPPED_G = 0.01
 #: The IMS runs shipped in the project (models/data/ims), and the bearings that fail in each.
 IMS_DIR = Path(__file__).resolve().parents[2] / "models" / "data" / "ims"
 IMS_RUNS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -44,16 +52,8 @@ LABEL_COLUMNS = frozenset(
 UNIT_REGEX = r"^(?P<unit>.+?)\s+C\d+$"
 
 
-def parse_times_ms(stamps: Sequence[str], source: Path) -> IntArray:
-    """ISO-8601 / ``YYYY-MM-DD hh:mm:ss`` strings -> epoch ms. Raises DatasetError."""
-    try:
-        times = np.array(
-            [np.datetime64(s.strip().replace(" ", "T")) for s in stamps], dtype="datetime64[ms]"
-        )
-    except ValueError as exc:
-        raise DatasetError(source, f"bad timestamp: {exc}") from exc
-    out: IntArray = times.astype(np.int64)
-    return out
+def _dataset_error(exc: DataError) -> DatasetError:
+    return DatasetError(Path(exc.path), str(exc).split(": ", 1)[-1])
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,7 @@ class NabStream:
 
 def load_nab_corpus(path: Path) -> list[NabStream]:
     """Every file of a NAB-layout directory, with event times, sorted by name."""
-    return [NabStream(f, parse_times_ms(f.timestamps, path / "data" / f.name))
-            for f in load_nab(path)]
+    return [NabStream(f, f.ts_ms) for f in load_nab(path)]
 
 
 def daily_period(ts_ms: IntArray, n_rows: int) -> int:
@@ -119,105 +118,89 @@ class RunToFailure:
     healthy_rul_h: float | None = None
 
 
-def load_run_csv(
-    path: Path,
-    failing: Sequence[str],
-    unit_regex: str = UNIT_REGEX,
-    stopped_below: float = IMS_STOPPED_G,
-    name: str | None = None,
+def _units(
+    name: str, channels: Sequence[str], values: FloatArray, ts: IntArray,
+    failing: Sequence[str], unit_regex: str, source: Path,
 ) -> RunToFailure:
-    """A run-to-failure CSV: a time column first, then one column per channel.
-
-    Channels are grouped into units by ``unit_regex`` (its ``unit`` group; a column that does
-    not match is a unit of its own). ``failing`` names the units that fail at the end of the
-    run; the others are healthy controls. Trailing rows where every channel is below
-    ``stopped_below`` (the rig was stopped) are dropped. Raises DatasetError on a bad file or
-    a ``failing`` name that is no unit.
-    """
-    cols = read_columns(path)
-    names = list(cols)
-    if len(names) < 2:
-        raise DatasetError(path, "needs a time column and at least one channel column")
-    ts = parse_times_ms(cols[names[0]], path)
-    try:
-        values = np.array([[float(v) for v in cols[c]] for c in names[1:]]).T
-    except ValueError as exc:
-        raise DatasetError(path, f"non-numeric value: {exc}") from exc
-    running = np.flatnonzero(values.max(axis=1) >= stopped_below)
-    if running.size == 0:
-        raise DatasetError(path, "every row is below the stopped level")
-    last = int(running[-1]) + 1
-    values, ts = values[:last], ts[:last]
     pattern = re.compile(unit_regex)
     groups: dict[str, list[int]] = {}
-    for k, col in enumerate(names[1:]):
+    for k, col in enumerate(channels):
         m = pattern.match(col)
         groups.setdefault(m.group("unit") if m else col, []).append(k)
     unknown = sorted(set(failing) - set(groups))
     if unknown:
-        raise DatasetError(path, f"--failing names {unknown}, the units are {sorted(groups)}")
+        raise DatasetError(source, f"--failing names {unknown}, the units are {sorted(groups)}")
     end = int(ts[-1])
     units = tuple(
-        Unit(u, tuple(names[1 + k] for k in ks), values[:, ks], ts, u in failing, end)
+        Unit(u, tuple(channels[k] for k in ks), values[:, ks], ts, u in failing, end)
         for u, ks in sorted(groups.items())
     )
-    return RunToFailure(name or path.stem, units)
+    return RunToFailure(name, units)
+
+
+def load_run_csv(
+    path: Path, failing: Sequence[str], unit_regex: str = UNIT_REGEX, name: str | None = None
+) -> RunToFailure:
+    """A run-to-failure CSV (``models.data.load_csv``): a time column first, then one column
+    per channel. Channels are grouped into units by ``unit_regex`` (its ``unit`` group; a
+    column that does not match is a unit of its own). ``failing`` names the units that fail
+    at the end of the run; the others are healthy controls. Raises DatasetError on a bad file
+    or a ``failing`` name that is no unit."""
+    try:
+        ds = load_csv(path)
+    except DataError as exc:
+        raise _dataset_error(exc) from exc
+    if len(ds.series) != 1:
+        raise DatasetError(path, "one run per file (no engine column)")
+    s = ds.series[0]
+    if s.ts_ms is None:
+        raise DatasetError(path, "the first column must hold times (dates or seconds)")
+    return _units(name or path.stem, s.channels, s.values, s.ts_ms, failing, unit_regex, path)
 
 
 def load_ims_run(key: str, root: Path = IMS_DIR) -> RunToFailure:
-    """A shipped IMS test (``ims1``, ``ims2``) with its failing bearings."""
+    """A shipped IMS test (``ims1``, ``ims2``) with its failing bearings (read by
+    ``models.data.load_ims_multi``: the rig's stopped rows at the end are dropped)."""
     fname, failing = IMS_RUNS[key]
-    return load_run_csv(root / fname, failing, name=key)
-
-
-def read_cmapss(path: Path) -> npt.NDArray[np.float64]:
-    """A C-MAPSS table: unit, cycle, 3 settings, 21 sensors per row. Raises DatasetError."""
     try:
-        table = np.loadtxt(path, ndmin=2)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(path, f"cannot read: {exc}") from exc
-    if table.shape[1] != 26:
-        raise DatasetError(path, f"expected 26 columns, got {table.shape[1]}")
-    return table
+        s = load_ims_multi(root / fname).series[0]
+    except DataError as exc:
+        raise _dataset_error(exc) from exc
+    assert s.ts_ms is not None
+    return _units(key, s.channels, s.values, s.ts_ms, failing, UNIT_REGEX, root / fname)
 
 
 def load_cmapss_run(
     path: Path, rul_path: Path | None = None, healthy_rul: float = 125.0
 ) -> RunToFailure:
-    """C-MAPSS units (the varying sensors), one cycle per :data:`CMAPSS_CYCLE_S`.
-
-    Without ``rul_path`` every unit runs to failure at its last cycle (a training file);
-    with it (a test file), unit ``k`` fails ``RUL[k]`` cycles after its last row.
-    """
-    table = read_cmapss(path)
-    ids = np.unique(table[:, 0]).astype(int)
-    rul = np.zeros(len(ids))
-    if rul_path is not None:
-        try:
-            rul = np.loadtxt(rul_path, ndmin=1)
-        except (OSError, ValueError) as exc:
-            raise DatasetError(rul_path, f"cannot read: {exc}") from exc
-        if rul.shape != (len(ids),):
-            raise DatasetError(rul_path, f"{rul.size} RUL values for {len(ids)} units")
-    cols = [4 + s for s in CMAPSS_SENSORS]  # unit, cycle, 3 settings, then s1..s21
+    """C-MAPSS units (``models.data.load_cmapss``: the varying sensors, one cycle per
+    ``CMAPSS_CYCLE_S``). Without ``rul_path`` every unit runs to failure at its last cycle (a
+    training file); with it (a test file), unit ``k`` fails ``RUL[k]`` cycles after its last
+    row."""
+    try:
+        ds = load_cmapss(path, CMAPSS_INFORMATIVE)
+        rul = read_cmapss_rul(rul_path) if rul_path is not None else np.zeros(len(ds.series))
+    except DataError as exc:
+        raise _dataset_error(exc) from exc
+    if rul.shape != (len(ds.series),):
+        raise DatasetError(rul_path or path, f"{rul.size} RUL values for {len(ds.series)} units")
     cycle_ms = CMAPSS_CYCLE_S * 1000
     units = []
-    for k, u in enumerate(ids):
-        rows = table[table[:, 0] == u]
-        rows = rows[np.argsort(rows[:, 1], kind="stable")]
-        ts = (rows[:, 1] * cycle_ms).astype(np.int64)
-        end = int(ts[-1] + rul[k] * cycle_ms)
-        units.append(Unit(f"unit-{u}", tuple(f"s{s}" for s in CMAPSS_SENSORS),
-                          rows[:, cols].copy(), ts, True, end))
-    hours_per_cycle = CMAPSS_CYCLE_S / 3600
-    return RunToFailure(path.stem, tuple(units), healthy_rul * hours_per_cycle)
+    for s, left in zip(ds.series, rul, strict=True):
+        assert s.ts_ms is not None
+        end = int(s.ts_ms[-1] + left * cycle_ms)
+        units.append(Unit(s.engine_id, s.channels, s.values, s.ts_ms, True, end))
+    return RunToFailure(path.stem, tuple(units), healthy_rul * CMAPSS_CYCLE_S / 3600)
 
 
 def cut_cmapss(train: Path, out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
     """A C-MAPSS test set from a training file: each unit cut at a random cycle (uniform
     between 10 % of its life and its last cycle, seeded), written as ``test_<name>.txt``
     with ``RUL_<name>.txt`` (the cycles left after each unit's last row), NASA's format."""
-    table = read_cmapss(train)
+    try:
+        table = read_cmapss_table(train)
+    except DataError as exc:
+        raise _dataset_error(exc) from exc
     rng = np.random.default_rng(seed)
     kept, rul = [], []
     for u in np.unique(table[:, 0]):
@@ -277,13 +260,10 @@ def load_labeled(
             raise DatasetError(path, f"non-numeric value: {exc}") from exc
         if not np.all(np.isfinite(values)):
             raise DatasetError(path, "non-finite channel value")
+        ts = np.arange(1, len(labels) + 1, dtype=np.int64) * 1000  # one a second
         if time in cols:
-            try:
-                ts = parse_times_ms(cols[time], path)
-            except DatasetError:
-                ts = np.arange(1, len(labels) + 1, dtype=np.int64) * 1000
-        else:
-            ts = np.arange(1, len(labels) + 1, dtype=np.int64) * 1000
+            with contextlib.suppress(DataError):  # not a time after all: one a second
+                ts = parse_times(path, cols[time])
         rel = str(path.relative_to(data)) if data.is_dir() else path.name
         result.append(LabeledSeries(rel, tuple(names), values, ts, labels))
     return result

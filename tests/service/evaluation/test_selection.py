@@ -24,7 +24,8 @@ from tests.service.evaluation.test_commands import _write_nab
 def _file(name: str) -> NabStream:
     n = 1000
     labeled = LabeledFile(name, n, ((600, 650),))
-    f = NabFile(name, tuple("" for _ in range(n)), np.zeros(n), labeled)
+    f = NabFile(name, tuple("" for _ in range(n)), np.zeros(n), labeled,
+                np.arange(n, dtype=np.int64))
     return NabStream(f, np.arange(n, dtype=np.int64))
 
 
