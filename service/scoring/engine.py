@@ -235,7 +235,7 @@ class EngineScoring:
         interval = np.sign(step - old)
         interval *= c["eta"] * old
         interval += old
-        odd = (old <= _C_ZERO) | (step <= _C_ZERO)  # no interval yet, or no step (a repeat)
+        odd = old <= _C_ZERO  # no interval yet
         if np.count_nonzero(odd):
             seen = state[:, SEEN] > _C_ZERO
             first = odd & seen & (step > _C_ZERO)

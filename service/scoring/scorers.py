@@ -181,7 +181,8 @@ def _learn_baselines(
     count = state[:, count_col]
     n_held = state[:, n_col]
     now = learn
-    merge = (n_held > _C_ZERO) & ~held
+    pending = n_held > _C_ZERO
+    merge = pending & ~held if np.count_nonzero(pending) else pending
     merge_idx = np.flatnonzero(merge)
     hold_idx = np.flatnonzero(~now)
     means, variances = [], []

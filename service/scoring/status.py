@@ -90,11 +90,9 @@ class StatusMachine:
         # Most engines, most of the time: normal, scoring below clear. For them only the
         # quiet run grows; the full rules run on the others alone.
         active = (score >= c["clear"]) | (status != _C_NORMAL)
-        out[:, 0] = status
-        out[:, 1] = 0.0
-        out[:, 2] = 0.0
-        np.add(state[:, 3], c["one"], out=out[:, 3])
-        out[:, 4] = state[:, 4]
+        np.copyto(out, state)  # one pass over the block, then the two columns that change
+        out[:, 1:3] = 0.0
+        out[:, 3] += c["one"]
         idx = np.flatnonzero(active)
         if idx.size:
             out[idx] = self._rules(score[idx], state[idx], ts_ms[idx], warm[idx])
