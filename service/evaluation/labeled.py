@@ -54,8 +54,8 @@ MODEL = PredictorSpec("ewma", level_rate=0.01, standardise=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, required=True,
-                        help="a labelled CSV or a directory of them")
+    parser.add_argument("--data", type=Path, nargs="+", required=True,
+                        help="labelled CSVs, or directories of them")
     parser.add_argument("--label", default="label", help="0/1 label column (default label)")
     parser.add_argument("--time", default="timestamp",
                         help="time column, if present (default timestamp)")
@@ -107,10 +107,12 @@ def point_scores(flags: BoolArray, labels: BoolArray) -> PointScores:
 
 
 def run(args: argparse.Namespace) -> int:
-    series = load_labeled(existing(args.data, "--data"), args.label, args.time, args.channels)
-    n_ch = {len(s.channels) for s in series}
+    series = [s for path in args.data
+              for s in load_labeled(existing(path, "--data"), args.label, args.time,
+                                    args.channels)]
+    n_ch = {s.channels for s in series}
     if len(n_ch) != 1:
-        raise DatasetError(args.data, f"files have different channel counts {sorted(n_ch)}")
+        raise DatasetError(args.data[0], f"files have different channels {sorted(n_ch)}")
     level = ALARM if args.level == "alarm" else WARNING
     spec = predictor_spec(args, MODEL)
     out(f"channels: {', '.join(series[0].channels)} (label {args.label!r} is not an input)")
