@@ -494,6 +494,7 @@ def select(data: Data, grid: Sequence[dict[str, Any]], n_folds: int,
         held["simulated"] = _sim(data.sim_out[final.candidate][1], data.sims[1])
         ins["simulated"] = _sim(data.sim_out[final.candidate][0], data.sims[0])
     report["in_sample"] = ins
+    report["candidates"] = candidate_table(data, sel, fs["all"])
     report["defaults"] = {k: grid[final.candidate][k] for k in ScoringSettings.model_fields}
     report["models"] = {
         "nab": _spec(NAB_MODELS[final.nab_model]) if final.nab_model else None,
@@ -504,6 +505,26 @@ def select(data: Data, grid: Sequence[dict[str, Any]], n_folds: int,
         report["references"] = references(nab_dir, data)
     report["seconds"] = round(time.monotonic() - t0, 1)
     return report
+
+
+def candidate_table(data: Data, sel: Selector, everything: Fold) -> list[dict[str, Any]]:
+    """Every candidate on all the data (in-sample): the targets it misses and its NAB
+    standard score, for the docs' account of what helped."""
+    rows = []
+    for c, cand in enumerate(sel.grid):
+        missed = []
+        for m in data.ims_out[c] if data.ims_out else {}:
+            for r, o in zip(data.ims, data.ims_out[c][m], strict=True):
+                if not o.passed:
+                    missed.append(f"{r.name}/{m}")
+        if data.cmapss_units and not cmapss_passes(data.cmapss_units[c]):
+            missed.append("cmapss")
+        if data.sim_out and data.sim_out[c] and not data.sim_out[c][0].passed:
+            missed.append("simulated")
+        nab = {m: round(sel.nab_standard(c, m, everything.nab), 2)
+               for m in (data.nab_events[c] if data.nab_events else {})} if everything.nab else {}
+        rows.append({"candidate": c, "settings": _varied(cand), "missed": missed, "nab": nab})
+    return rows
 
 
 def _sim(o: SimOutcome, sc: Scenario) -> dict[str, Any]:

@@ -121,15 +121,18 @@ def learned_rate(span_s: FloatArray | float, dt: FloatArray, count: FloatArray) 
 class Baseline:
     """An EWMA mean and variance with a ledger of held-back inputs, in four columns of a
     scorer's state block, ``[mean, var, held_mean, held_m2]`` from ``col``, plus the ledger's
-    count in the scorer's shared ``n_col``.
+    counts (all its readings, and those judged anomalous) in the scorer's shared ``n_col``
+    and ``n_col + 1``.
 
-    A learned input (one judged normal) moves the mean and variance at once. An input judged
-    anomalous goes into the ledger instead (Welford running mean and sum of squares) and
-    leaves the baseline as it was. When its episode is over (see ``service.scoring.engine``),
-    a ledger of at most ``episode_readings`` readings (a blip: a spike, a short burst) is
-    merged in as if its readings had been learned, so blips that keep coming become part of
-    normal variability; a longer one (a fault, even one that was repaired) is dropped, and a
-    fault that persists teaches the baseline nothing for as long as it lasts.
+    Outside an anomalous episode (see ``service.scoring.engine``) an input judged normal
+    moves the mean and variance at once; one judged anomalous opens a ledger (Welford running
+    mean and sum of squares) and leaves the baseline as it was. Inside an episode every
+    input goes to the ledger, the quiet ones too: a fault's milder readings must not creep
+    into the baseline. When the episode is over, a ledger with at most ``episode_readings``
+    anomalous readings (a blip: a spike, a short burst, and the quiet after it) is merged in
+    as if its readings had been learned, so blips that keep coming become part of normal
+    variability; one with more (a fault, even one that was repaired) is dropped, and a fault
+    that persists teaches the baseline nothing for as long as it lasts.
     """
 
     size = 4  #: columns of its own (the ledger's count is the scorer's)
@@ -141,13 +144,13 @@ class Baseline:
 
     def merged(self, rows: FloatArray, rate: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Mean and variance of ``rows`` (state rows with a ledger) after merging a ledger of
-        at most ``cap`` readings as a block at per-reading ``rate`` (a mixture of the baseline
-        and the ledger's distribution with weight ``1 - (1 - rate)^n``); a longer ledger is
-        dropped (weight 0)."""
+        at most ``cap`` anomalous readings as a block at per-reading ``rate`` (a mixture of
+        the baseline and the ledger's distribution with weight ``1 - (1 - rate)^n``); a
+        ledger with more is dropped (weight 0)."""
         c = self.col
         n = rows[:, self.n_col]
         w = -np.expm1(n * np.log1p(-np.minimum(rate, _C_ALMOST_ONE)))
-        w = np.where(n <= self.cap, w, _C_ZERO)
+        w = np.where(rows[:, self.n_col + 1] <= self.cap, w, _C_ZERO)
         held_var = rows[:, c + 3] / np.maximum(n, _C_ONE)
         diff = rows[:, c + 2] - rows[:, c]
         mean = rows[:, c] + w * diff
@@ -171,16 +174,18 @@ def _learn_baselines(
     after one input per engine. ``baselines`` holds ``(baseline, its input, its memory in
     seconds)``; they share the learned count and the ledger count.
 
-    An input is learned if ``learn`` (it was judged normal) and otherwise goes to the
-    ledger. Once the anomalous episode is over (``held`` false), a ledger it left is merged
-    first (or dropped, see :class:`Baseline`). Rows in the usual state (no ledger, input
-    learned) cost one EWMA step; the others are handled on their own subset.
+    Outside an anomalous episode (``held`` false) a ledger the last one left is merged first
+    (or dropped, see :class:`Baseline`); then the input is learned if ``learn`` (it was
+    judged normal) and otherwise starts a ledger. Inside one the input goes to the ledger.
+    Rows in the usual state (no ledger, input learned) cost one EWMA step; the others are
+    handled on their own subset.
     """
     n_col = baselines[0][0].n_col
     cap = baselines[0][0].cap
     count = state[:, count_col]
     n_held = state[:, n_col]
-    now = learn
+    any_held = np.count_nonzero(held) > 0
+    now = learn & ~held if any_held else learn
     pending = n_held > _C_ZERO
     merge = pending & ~held if np.count_nonzero(pending) else pending
     merge_idx = np.flatnonzero(merge)
@@ -199,8 +204,7 @@ def _learn_baselines(
             variances[k] = variances[k].copy()
             means[k][merge_idx] = m
             variances[k][merge_idx] = v
-        n_merge = rows[:, n_col]
-        count[merge_idx] += np.where(n_merge <= cap, n_merge, _C_ZERO)
+        count[merge_idx] += np.where(rows[:, n_col + 1] <= cap, rows[:, n_col], _C_ZERO)
     for k, (b, x, span) in enumerate(baselines):
         rate = learned_rate(span, dt, count)
         if hold_idx.size:
@@ -223,20 +227,24 @@ def _learn_baselines(
             new[hold_idx, c + 3] = new[hold_idx, c + 3] + delta * (xi - mean)
     np.add(count, now, out=new[:, count_col])
     new[:, n_col] = n_held
+    new[:, n_col + 1] = state[:, n_col + 1]
     if merge_idx.size:
         new[merge_idx, n_col] = 0.0
+        new[merge_idx, n_col + 1] = 0.0
     if hold_idx.size:
         new[hold_idx, n_col] += 1.0
+        new[hold_idx, n_col + 1] += ~learn[hold_idx]
 
 
 class GaussianTail:
     """Tail probability of the input under an EWMA Gaussian fit of the engine's past inputs.
 
     The simplest scorer: no smoothing of its own. State row:
-    ``[learned, mean, var, held_mean, held_m2, held_n]`` (see :class:`Baseline`).
+    ``[learned, mean, var, held_mean, held_m2, held_n, held_anomalous]`` (see
+    :class:`Baseline`).
     """
 
-    state_size = 6
+    state_size = 7
 
     def __init__(
         self,
@@ -302,10 +310,11 @@ class AnomalyLikelihood:
     window); the score is the log-scaled Gaussian tail probability of the current average.
     The short average follows every reading; the long-run distribution only what is learned
     (see :class:`Baseline`). Scores are 0 until two readings have been learned.
-    State row: ``[learned, short_avg, long_mean, long_var, held_mean, held_m2, held_n]``.
+    State row: ``[learned, short_avg, long_mean, long_var, held_mean, held_m2, held_n,
+    held_anomalous]``.
     """
 
-    state_size = 7
+    state_size = 8
 
     def __init__(
         self,
@@ -414,7 +423,7 @@ class LikelihoodWithSpikes(AnomalyLikelihood):
     describes the likelihood part (the smoothed error and its threshold).
     """
 
-    state_size = 11
+    state_size = 12
 
     def __init__(
         self,
@@ -431,7 +440,7 @@ class LikelihoodWithSpikes(AnomalyLikelihood):
         self.spike_log_floor = spike_floor * float(np.log(0.1))
         self.spike_span_s = spike_span_s
         self.spike_rel_std = spike_rel_std
-        self.raw = Baseline(7, 6, episode_readings)
+        self.raw = Baseline(8, 6, episode_readings)
         self._c.update(
             spike_log_floor=const(self.spike_log_floor),
             spike_span=const(spike_span_s),
@@ -440,11 +449,11 @@ class LikelihoodWithSpikes(AnomalyLikelihood):
 
     def score_many(self, x: FloatArray, state: FloatArray, dt: FloatArray) -> FloatArray:
         smoothed = super().score_many(x, state, dt)
-        log_tail = log_normal_tail((x - state[:, 7]) / self._raw_std(state))
+        log_tail = log_normal_tail((x - state[:, 8]) / self._raw_std(state))
         return self._max_spike(smoothed, self._ready(state), log_tail, log_hours(dt))
 
     def _raw_std(self, state: FloatArray) -> FloatArray:
-        return _std(state[:, 7], state[:, 8], self._c["min_std"], self._c["spike_rel_std"])
+        return _std(state[:, 8], state[:, 9], self._c["min_std"], self._c["spike_rel_std"])
 
     def _max_spike(
         self, smoothed: FloatArray, ready: BoolArray, log_tail: FloatArray, log_h: FloatArray
@@ -479,7 +488,7 @@ class LikelihoodWithSpikes(AnomalyLikelihood):
         held: BoolArray,
     ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         avg, std, diff = self._moments(x, state)
-        raw_diff = x - state[:, 7]
+        raw_diff = x - state[:, 8]
         # Both tails (smoothed and raw error) in one call: at fleet batch sizes the cost is
         # per call, not per element.
         m = len(x)
