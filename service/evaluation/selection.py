@@ -101,7 +101,7 @@ FIXED: dict[str, Any] = {
 #: and the alarm level.
 AXES: dict[str, tuple[Any, ...]] = {
     "scorer": ("likelihood", "likelihood-spikes"),
-    "smoothing": (0.5, 0.1),
+    "smoothing": (0.5, 0.2, 0.1),
     "hold_readings": (3, 1),
     "clear_s": (3_600.0, 21_600.0),
     "levels": ((0.25, 0.3), (0.3, 0.5)),
