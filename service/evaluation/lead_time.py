@@ -58,6 +58,7 @@ from service.evaluation.datasets import (
     load_ims_run,
     load_run_csv,
 )
+from service.evaluation.record import recorded_model
 from service.evaluation.runs import (
     PredictorSpec,
     Recording,
@@ -69,13 +70,15 @@ from service.evaluation.stream import Trace
 
 HOUR_MS = 3_600_000
 #: The model of each kind of run-to-failure data (``--predictor`` and friends override it):
-#: the bundled IMS LSTM for vibration levels, one engine per channel; for C-MAPSS the
-#: deviation of each sensor from the unit's own first 30 cycles (standardised online, then
-#: frozen) against a slow EWMA level.
+#: for IMS (and any vibration CSV) the one the selection procedure chose (``selection.json``;
+#: without a record the bundled IMS LSTM, one engine per channel); for C-MAPSS the deviation
+#: of each sensor from the unit's own first 30 cycles (standardised online, then frozen)
+#: against a slow EWMA level.
+CMAPSS_MODEL = PredictorSpec("ewma", level_rate=0.001, standardise=True, freeze_after=30)
 MODELS: dict[str, PredictorSpec] = {
-    "ims": PredictorSpec("lstm"),
-    "csv": PredictorSpec("lstm"),
-    "cmapss": PredictorSpec("ewma", level_rate=0.001, standardise=True, freeze_after=30),
+    "ims": recorded_model("ims", PredictorSpec("lstm")),
+    "csv": recorded_model("ims", PredictorSpec("lstm")),
+    "cmapss": recorded_model("cmapss", CMAPSS_MODEL),
 }
 #: Minimum lead (hours) per shipped IMS test: test 2's bearing 1 degrades for days.
 IMS_MIN_LEAD_H = {"ims1": 24.0, "ims2": 72.0}
@@ -107,9 +110,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, help="also write the per-unit results here")
     add_predictor_arguments(
         parser, MODELS["ims"],
-        "Unset options keep each data set's model: the bundled IMS LSTM for IMS and --data "
-        "(one engine per channel, a unit's status the worst of its channels'), an EWMA level "
-        "on sensors standardised against each unit's first 30 cycles for C-MAPSS.",
+        "Unset options keep each data set's model: for IMS and --data the one the selection "
+        f"procedure chose ({MODELS['ims'].describe()}; a single-channel model runs one engine "
+        "per channel, a unit's status the worst of its channels'), for C-MAPSS an EWMA level "
+        "on sensors standardised against each unit's first 30 cycles.",
     )
     add_scoring_arguments(parser)
 

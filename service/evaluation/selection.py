@@ -57,6 +57,7 @@ from service.evaluation.datasets import (
 )
 from service.evaluation.lead_time import (
     CMAPSS_MIN_DETECTED,
+    CMAPSS_MODEL,
     IMS_MIN_LEAD_H,
     RunOutcome,
     UnitOutcome,
@@ -140,7 +141,6 @@ IMS_MODELS: dict[str, PredictorSpec] = {
     "lstm": PredictorSpec("lstm"),
     "ewma": PredictorSpec("ewma", level_rate=0.001),
 }
-CMAPSS_MODEL = PredictorSpec("ewma", level_rate=0.001, standardise=True, freeze_after=30)
 #: The simulated fleet's target: every fault alarmed within five minutes of its onset.
 SIM_MAX_DELAY_S = 300.0
 
