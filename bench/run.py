@@ -26,8 +26,9 @@ from bench import machine  # noqa: E402
 from bench.report import header, write_json  # noqa: E402
 
 SCENARIOS = ("throughput", "baselines", "memory", "cost", "latency", "coldstart")
-#: long scenarios, run only when named (``--scenarios restart,failover,broker-restart``)
-EXTRA = ("restart", "failover", "broker-restart")
+#: long scenarios, run only when named (``--scenarios restart,failover,broker-restart,api``);
+#: `peers` also installs three stream processors into .venv-peers/ on first use (bench/peers/)
+EXTRA = ("restart", "failover", "broker-restart", "peers", "api")
 DEFAULT_ARTIFACT = ROOT / "models" / "artifacts" / "default"
 
 
@@ -44,10 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bench/run.py", description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="Scenarios: " + ", ".join(SCENARIOS) + "; only when named: "
         + ", ".join(EXTRA) + ". Example: bench/run.py --quick; "
-        "bench/run.py --scenarios throughput,baselines --engines 10000 --forms single",
+        "bench/run.py --scenarios throughput,baselines --engines 10000 --forms single; "
+        "bench/run.py --scenarios peers",
     )
     p.add_argument("--scenarios", type=_names, default=list(SCENARIOS),
-                   help="comma-separated scenarios to run (default: all)")
+                   help="comma-separated scenarios (default: all but those run only when named)")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes everywhere (about a minute; a smoke run, not a measurement)")
     p.add_argument("--bootstrap", help="use this broker instead of starting one")
@@ -86,6 +88,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="restart: readings/s of traffic (default 10000)")
     p.add_argument("--traffic-s", type=float, default=1800.0,
                    help="restart: seconds of traffic before the restarts (default 1800)")
+    p.add_argument("--peers", type=_names, default=["quix", "faust", "bytewax"],
+                   help="peers: stream processors to compare (default quix,faust,bytewax)")
+    p.add_argument("--peer-engines", type=_ints, default=[1000, 10_000],
+                   help="peers: fleet sizes (default 1000,10000)")
+    p.add_argument("--peer-single-readings", type=int, default=100_000,
+                   help="peers: readings in a single-reading-message topic (default 100000)")
+    p.add_argument("--peer-batch-readings", type=int, default=500_000,
+                   help="peers: readings in a 50-reading-message topic (default 500000)")
+    p.add_argument("--peer-budget", type=float, default=30.0,
+                   help="peers: seconds a peer runs on a topic at most, once it has seen "
+                   "every engine (default 30)")
+    p.add_argument("--peer-latency-rates", type=_ints, default=[10_000],
+                   help="peers: produce rates of the latency runs (default 10000; engines = "
+                   "rate)")
+    p.add_argument("--api-engines", type=int, default=100_000,
+                   help="api: engines in the fleet (default 100000)")
+    p.add_argument("--api-rate", type=float, default=10_000,
+                   help="api: readings/s ingested meanwhile (default 10000)")
+    p.add_argument("--api-clients", type=int, default=50,
+                   help="api: concurrent HTTP clients (default 50)")
+    p.add_argument("--api-seconds", type=float, default=30.0,
+                   help="api: seconds of each phase, without and with API load (default 30)")
     p.add_argument("--out", type=Path, help="JSON path (default bench/results/<time>.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -97,6 +121,9 @@ def apply_quick(a: argparse.Namespace) -> None:
     a.memory_engines, a.windows, a.cost_engines = [1000], [16, 256], [1000]
     a.latency_rates, a.latency_seconds = [1000], 4.0
     a.restart_engines, a.restart_rate, a.traffic_s = [1000], 1000.0, 10.0
+    a.peer_engines, a.peer_single_readings, a.peer_batch_readings = [200], 2_000, 10_000
+    a.peer_budget, a.peer_latency_rates = 5.0, [500]
+    a.api_engines, a.api_rate, a.api_seconds, a.api_clients = 2000, 1000, 5.0, 10
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown scenarios {sorted(unknown)}; known: "
                          f"{', '.join(SCENARIOS + EXTRA)}")
+    unknown = set(args.peers) - {"quix", "faust", "bytewax"}
+    if unknown:
+        raise SystemExit(f"unknown peers {sorted(unknown)}; known: quix, faust, bytewax")
     if args.quick:
         apply_quick(args)
     if not (args.artifact / "manifest.json").is_file():

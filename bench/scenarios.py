@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 import uuid
+from pathlib import Path
 from typing import Any
 
 from bench.baselines import BaselineResult, run_baselines
@@ -32,7 +34,7 @@ def run_all(a: argparse.Namespace, doc: dict[str, Any]) -> None:
     progress = not a.no_progress
     if wanted & {"restart", "failover", "broker-restart"}:
         restarts(a, doc)
-    needs_broker = wanted & {"throughput", "baselines", "latency", "coldstart"}
+    needs_broker = wanted & {"throughput", "baselines", "latency", "coldstart", "peers", "api"}
     if wanted & {"memory", "cost"}:
         memory_scenarios(a, doc)
     if not needs_broker:
@@ -45,6 +47,29 @@ def run_all(a: argparse.Namespace, doc: dict[str, Any]) -> None:
             latency(a, doc, bootstrap)
         if "coldstart" in wanted:
             coldstart(a, doc, bootstrap, progress)
+        if "peers" in wanted:
+            from bench.peers.scenario import run_peers
+
+            run_peers(a, doc, bootstrap, progress)
+        if "api" in wanted:
+            api(a, doc, bootstrap)
+
+
+def api(a: argparse.Namespace, doc: dict[str, Any], bootstrap: str) -> None:
+    from bench.api import run_api
+
+    r = run_api(bootstrap, a.artifact, engines=a.api_engines, rate=a.api_rate,
+                seconds=a.api_seconds, clients=a.api_clients,
+                log_dir=Path(tempfile.gettempdir()) / "vibewatch-bench")
+    quiet, loaded = r["without_api_load"], r["with_api_load"]
+    w = loaded["wrk"]
+    print(f"api: GET {r['query']} at {r['engines']:,} engines, {r['clients']} clients, "
+          f"ingesting {r['rate']:,.0f}/s: p50 {w.get('p50')} ms, p99 {w.get('p99')} ms, "
+          f"{w['requests_per_s']} requests/s; processed {quiet['processed_per_s']:,.0f}/s "
+          f"without and {loaded['processed_per_s']:,.0f}/s with the API load "
+          f"(ratio {r['ingestion_ratio']}), lag at the ends {quiet['lag_end']:.0f} / "
+          f"{loaded['lag_end']:.0f}; load {loaded['load_1m_end']}", flush=True)
+    doc["api"] = r
 
 
 def throughput(a: argparse.Namespace, doc: dict[str, Any], bootstrap: str,

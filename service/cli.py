@@ -3,6 +3,12 @@
 Each subcommand lives in its own module, which provides ``add_arguments(parser)`` and
 ``run(args) -> int`` (the exit code). Modules are imported only when their subcommand is
 chosen, so ``vibewatch serve`` never pays for importing TensorFlow.
+
+For every command: ``--log-level`` and ``--log-format`` are accepted before or after the
+subcommand; every ``--help`` shows each option's default; a user error (a bad option, a
+missing file, an invalid setting, an unreachable broker) prints one line naming the problem
+and exits 2, with the traceback only at ``--log-level DEBUG``. The settings
+(``VIBEWATCH_*``) are read once here and passed to the command as ``args._settings``.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Protocol, cast
+from typing import NoReturn, Protocol, cast
 
+import service
 from service.errors import VibewatchError
+
+log = logging.getLogger("vibewatch")
 
 #: name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -40,6 +49,7 @@ EVALUATE: dict[str, tuple[str, str]] = {
     "cut-cmapss": ("service.evaluation.cut_cmapss",
                    "make a C-MAPSS test set and RUL file from a training file"),
 }
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class _Command(Protocol):
@@ -48,12 +58,52 @@ class _Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (exit 2), pointing at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _load(module: str) -> _Command:
     return cast(_Command, importlib.import_module(module))
 
 
+def _global_options(parser: argparse.ArgumentParser, *, here: bool) -> None:
+    """``--log-level``/``--log-format``; after a subcommand they default to "not given" so
+    that the value given before it (or the setting) stands."""
+    default = None if here else argparse.SUPPRESS
+    parser.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, default=default, metavar="LEVEL",
+        help="log level: " + ", ".join(LOG_LEVELS) + " (default: log.level, INFO)",
+    )
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default=default,
+        help="log lines as text or JSON objects (default: log.format, text)",
+    )
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append ``(default: X)`` to every option's help that does not state it already
+    (``not set`` for an optional option without a default)."""
+    for action in parser._actions:
+        if not action.option_strings or action.default is argparse.SUPPRESS or action.required:
+            continue
+        if isinstance(action, argparse._HelpAction | argparse._VersionAction):
+            continue
+        if action.nargs == 0 and action.default is False:  # a flag
+            continue
+        text = action.help or ""
+        if "default" in text.lower():
+            continue
+        default = "not set" if action.default is None else action.default
+        if isinstance(default, list):
+            default = ",".join(map(str, default)) or "none"
+        action.help = f"{text} (default: {default})".strip()
+
+
 def _add(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    subparsers: argparse._SubParsersAction[Parser],
     name: str,
     module: str,
     help_text: str,
@@ -64,6 +114,8 @@ def _add(
     # Only the chosen subcommand's module is imported; the others show their one-line help.
     if name == chosen:
         _load(module).add_arguments(parser)
+        _global_options(parser, here=False)
+        _show_defaults(parser)
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
@@ -72,11 +124,13 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     chosen = positional[0] if positional else None
     chosen_eval = positional[1] if chosen == "evaluate" and len(positional) > 1 else None
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="vibewatch",
-        description="Streaming predictive maintenance on Kafka with a per-engine LSTM.",
+        description="Streaming predictive maintenance on Kafka with a per-engine LSTM. "
+        "Settings come from VIBEWATCH_<SECTION>__<NAME> environment variables (README).",
     )
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument("--version", action="version", version=f"vibewatch {service.__version__}")
+    _global_options(parser, here=True)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         _add(sub, name, module, help_text, chosen)
@@ -89,17 +143,26 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(message: str, exc: BaseException) -> int:
+    print(f"vibewatch: error: {message}", file=sys.stderr)
+    log.debug("traceback", exc_info=exc)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``vibewatch``; returns the exit code."""
+    from service import logs
+    from service.config import load_settings
+
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(args_list)
-    args = parser.parse_args(args_list)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # kafka-python logs every connection at INFO; keep its warnings and errors.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    args = build_parser(args_list).parse_args(args_list)
+    try:
+        settings = load_settings()
+    except VibewatchError as exc:
+        return _fail(str(exc), exc)
+    logs.configure(args.log_level or settings.log.level,
+                   args.log_format or settings.log.format)
+    args._settings = settings  # "_": not an option (reports that dump the options skip it)
     try:
         return _load(args._module).run(args)
     except ModuleNotFoundError as exc:
@@ -111,8 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               "pip install 'vibewatch[train]'", file=sys.stderr)
         return 2
     except VibewatchError as exc:
-        print(f"vibewatch: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc), exc)
+    except (OSError, ValueError) as exc:  # a file that is not there, data that is not data
+        return _fail(str(exc) or type(exc).__name__, exc)
     except KeyboardInterrupt:
         return 130
 

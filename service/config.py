@@ -284,6 +284,33 @@ class ApiSettings(_Section):
     fleet_view: bool = Field(
         True, description="Answer for engines of other instances (tails the changelog)."
     )
+    stale_after_s: float = Field(
+        600.0, gt=0, description="An engine with no reading processed for this long is shown "
+        "as stale (GET /engines ?stale=, vibewatch_engines_stale).",
+    )
+    index_interval_ms: int = Field(
+        500, ge=10, le=60_000, description="How often the engine list (GET /engines) takes in "
+        "the engines changed since; the list is that much behind the store at most.",
+    )
+    max_events: int = Field(
+        10_000, ge=1, le=10_000_000, description="Anomaly events GET /anomalies holds (the "
+        "newest, read from the committed anomalies topic).",
+    )
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Log level (the command line's --log-level wins)."
+    )
+    format: Literal["text", "json"] = Field(
+        "text", description="text: one readable line per record; json: one JSON object per "
+        "line, for log shippers."
+    )
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
@@ -298,6 +325,7 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     scoring: ScoringSettings = ScoringSettings()
     api: ApiSettings = ApiSettings()
+    log: LogSettings = LogSettings()
 
 
 def load_settings(**overrides: Any) -> Settings:

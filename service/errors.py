@@ -39,3 +39,8 @@ class ArtifactError(VibewatchError):
 
 class BrokerUnavailableError(VibewatchError):
     """Kafka did not answer within ``kafka.timeout_ms``; the pipeline restarts its session."""
+
+
+class UsageError(VibewatchError):
+    """A command was given something it cannot use (a missing file, an unknown engine, a
+    malformed option); the message names it. The command line prints it and exits 2."""

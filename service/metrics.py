@@ -8,13 +8,25 @@ still scored, counted and served by the API, just not exported as their own seri
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from service import __version__
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -28,6 +40,16 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry, max_engine_series: int = 1000) -> None:
         self.registry = registry
         self.max_engine_series = max_engine_series
+        # prometheus-client's default collectors, on this registry rather than the global
+        # one: process_* (resident memory, CPU seconds, open files), python_gc_* and
+        # python_info.
+        ProcessCollector(registry=registry)
+        GCCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        self.build_info = Info(
+            "vibewatch_build", "The running vibewatch: version and Python.", registry=registry
+        )
+        self.build_info.info({"version": __version__, "python": platform.python_version()})
 
         self.readings = Counter(
             "vibewatch_readings_total",
@@ -75,6 +97,11 @@ class Metrics:
         self.fleet_view_engines = Gauge(
             "vibewatch_fleet_view_engines",
             "Engines of other instances held by this instance's fleet view.",
+            registry=registry,
+        )
+        self.engines_stale = Gauge(
+            "vibewatch_engines_stale",
+            "Engines owned by this instance with no reading processed for api.stale_after_s.",
             registry=registry,
         )
         self.engines_by_status = Gauge(

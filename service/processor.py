@@ -235,6 +235,7 @@ class BatchProcessor:
             store.score[slot] = 0.0
             store.status_since[slot] = ts_ms
             store.changed_seq[slot] = store.seq
+            store.touch(np.array([slot], dtype=np.intp))  # the engine list shows the change
         return AnomalyEvent(
             engine_id=engine_id, ts_ms=ts_ms, previous=previous, status=self.statuses[0],
             score=0.0, model_version=self.model.version, cause="baseline",

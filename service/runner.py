@@ -8,7 +8,7 @@ import signal
 import socket
 from typing import Any
 
-from service.config import load_settings
+from service.config import Settings, load_settings
 from service.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -20,13 +20,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "serve the REST API (OpenAPI at /docs) and Prometheus metrics (/metrics) on one port. "
         "Every setting is also read from VIBEWATCH_* environment variables; flags win."
     )
-    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (kafka.bootstrap_servers)")
-    parser.add_argument("--artifact", help="model artifact directory (model.artifact_dir)")
-    parser.add_argument("--host", help="API interface (api.host, default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="API port (api.port, default 8000)")
-    parser.add_argument("--group", help="consumer group (kafka.group_id)")
-    parser.add_argument("--instance-id", help="stable instance id (kafka.instance_id)")
-    parser.add_argument("--topic", help="readings topic (kafka.readings_topic)")
+    for flag, setting, kind in (
+        ("--bootstrap", "kafka.bootstrap_servers", str),
+        ("--artifact", "model.artifact_dir", str),
+        ("--host", "api.host", str),
+        ("--port", "api.port", int),
+        ("--group", "kafka.group_id", str),
+        ("--instance-id", "kafka.instance_id", str),
+        ("--topic", "kafka.readings_topic", str),
+    ):
+        section, name = setting.split(".")
+        env = f"VIBEWATCH_{section.upper()}__{name.upper()}"
+        parser.add_argument(flag, type=kind, help=f"{setting} (default: {env}, else "
+                            f"{_default(section, name)})")
+
+
+def _default(section: str, name: str) -> object:
+    """The built-in default of a setting, for the help."""
+    model = Settings.model_fields[section].annotation
+    assert model is not None
+    field = model.model_fields[name]
+    if name == "instance_id":
+        return "<host name>-<api port>"
+    if field.default_factory is not None:
+        return "computed"
+    return field.default
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -53,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from service.runtime import Runtime
 
     overrides = _overrides(args)
-    settings = load_settings()
+    settings: Settings = args._settings
     if overrides:
         merged = settings.model_dump()
         for section, values in overrides.items():
@@ -90,8 +108,11 @@ def run(args: argparse.Namespace) -> int:
     # that a clean exit with status 0 instead of death by signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: None)
+    # log_config=None: uvicorn's records go through the handlers service.logs set up (text or
+    # JSON, log.format) rather than its own.
     server = uvicorn.Server(uvicorn.Config(
-        app, host=settings.api.host, port=settings.api.port, log_level="warning"
+        app, host=settings.api.host, port=settings.api.port, log_level="warning",
+        log_config=None,
     ))
     server.run(sockets=[sock])
     if runtime.failure is not None:

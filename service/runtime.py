@@ -6,7 +6,6 @@ The API factory receives a :class:`Runtime`; tests build one without Kafka
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
@@ -16,14 +15,18 @@ from pathlib import Path
 from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
+from service.api.engine_index import EngineIndex
+from service.api.event_index import EventIndex
+from service.api.page_cache import PageCache
 from service.config import Settings
-from service.domain import AnomalyEvent
 from service.errors import ArtifactError, BrokerUnavailableError
 from service.ingest import MessageDecoder
 from service.kafka import clients
 from service.kafka.commands import command_record
+from service.kafka.event_log import EventLog
 from service.kafka.fleet_view import FleetView
 from service.kafka.pipeline import Pipeline
+from service.logs import log_status_changes
 from service.memory import MemoryTrimmer
 from service.metrics import Metrics
 from service.model import StreamingModel, load_streaming_model
@@ -33,10 +36,6 @@ from service.state import EngineStore
 from service.views import StoreEngines
 
 log = logging.getLogger(__name__)
-
-#: Anomaly events kept in memory for the API (newest last). Bounded: older ones are on the
-#: anomalies topic.
-RECENT_EVENTS = 10_000
 
 
 class Runtime:
@@ -86,12 +85,21 @@ class Runtime:
             max_bytes=settings.kafka.max_message_bytes,
             max_batch=settings.kafka.max_batch_readings,
         )
-        self.events: collections.deque[AnomalyEvent] = collections.deque(maxlen=RECENT_EVENTS)
         self.pipeline = Pipeline(
             settings, self.decoder, self.processor, self.metrics,
-            on_events=self.events.extend,
+            on_events=log_status_changes,
             ownership=self.fleet_view if settings.api.fleet_view else None,
         )
+        # GET /engines: the list, kept up to date from the stores' change journals.
+        self.engine_index = EngineIndex(self.store, self.fleet_store, len(self.model.channels))
+        self._ready_seen: float | None = None  # when readiness() first saw the pipeline ready
+        self.page_cache = PageCache()
+        self.metrics.engines_stale.set_function(
+            lambda: self.engine_index.count_stale(self.stale_before_ms())
+        )
+        # GET /anomalies: the committed anomalies topic's newest events.
+        self.event_index = EventIndex(settings.api.max_events)
+        self.event_log = EventLog(settings.kafka, settings.api.max_events, self.event_index.add)
         self.metrics.engines.attach(StoreEngines(self.store, lambda: self.model.channels))
         self.trimmer = MemoryTrimmer(settings.state.trim_interval_s)
         self._stop = threading.Event()
@@ -114,12 +122,31 @@ class Runtime:
 
     @property
     def ready(self) -> bool:
-        return self.pipeline.ready.is_set()
+        return self.readiness()[0]
+
+    def stale_before_ms(self) -> int:
+        """Engines last seen before this wall-clock time (epoch ms) are stale."""
+        return int((time.time() - self.settings.api.stale_after_s) * 1000)
+
+    def start_views(self) -> None:
+        """Start what the API reads (the engine list's refresh; idempotent): no Kafka needed.
+        :meth:`start` starts it too (readiness waits for the list)."""
+        self.engine_index.start(self.settings.api.index_interval_ms / 1000)
 
     def readiness(self) -> tuple[bool, str]:
         """Whether the instance is ready (it owns partitions and has restored them, or the
-        group gave it none) and what it is doing or waiting for, in words."""
-        return self.pipeline.readiness()
+        group gave it none, and GET /engines lists what it restored) and what it is doing or
+        waiting for, in words."""
+        ready, detail = self.pipeline.readiness()
+        if not ready:
+            self._ready_seen = None
+            return ready, detail
+        if self._ready_seen is None:  # just restored: list the engines now, not in 500 ms
+            self._ready_seen = time.monotonic()
+            self.engine_index.wake()
+        if self.engine_index.refreshed_from < self._ready_seen:
+            return False, "listing the restored engines"
+        return ready, detail
 
     @property
     def failure(self) -> str | None:
@@ -127,8 +154,10 @@ class Runtime:
         return self.pipeline.failure
 
     def start(self, on_failure: Callable[[], None] | None = None) -> None:
-        """Start the pipeline thread (idempotent). ``on_failure`` is called (from that
-        thread) if the pipeline gives up: the process should then exit non-zero."""
+        """Start the pipeline thread and the anomaly event log (idempotent).
+        ``on_failure`` is called (from that thread) if the pipeline gives up: the process
+        should then exit non-zero."""
+        self.start_views()
         if self._thread is None:
             self._stop.clear()
 
@@ -141,12 +170,15 @@ class Runtime:
             self._thread.start()
             if self.settings.api.fleet_view:
                 self.fleet_view.start()
+            self.event_log.start()
             self.trimmer.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the current batch, commit, leave the group; wait up to ``timeout`` s."""
         self._stop.set()
         self.fleet_view.stop()
+        self.event_log.stop()
+        self.engine_index.stop()
         self.trimmer.stop()
         if self._thread is not None:
             deadline = time.monotonic() + timeout
@@ -207,6 +239,7 @@ class Runtime:
             self.artifact_dir = artifact_dir
             slots = self.store.active_slots()
             self.processor.rewarm(slots)
+            self.store.touch(slots)  # their predictions changed: the engine list shows them
         self._set_model_info()
         log.info("model %s loaded from %s; %d engines re-warmed",
                  new.version, artifact_dir, len(slots))

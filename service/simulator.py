@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.errors import UsageError
+from service.publisher import Publisher, add_kafka_options, kafka_settings
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "vibration"
@@ -41,7 +44,8 @@ class Fault:
         """Parse ``ENGINE:KIND[@READING]``, e.g. ``engine-0003:wear@500``."""
         m = _FAULT.match(text)
         if m is None:
-            raise ValueError(f"fault {text!r} is not ENGINE:wear|spike[@READING]")
+            raise ValueError(f"{text!r} is not ENGINE:KIND[@READING] with KIND wear or spike, "
+                             "e.g. engine-0003:wear@300")
         at = m.group("at")
         return cls(m.group("engine"), m.group("kind"), int(at) if at else default_onset)
 
@@ -62,7 +66,8 @@ class Fleet:
         index = {e: i for i, e in enumerate(self.ids)}
         unknown = [f.engine_id for f in faults if f.engine_id not in index]
         if unknown:
-            raise ValueError(f"faults name unknown engines {unknown}; ids are {self.ids[0]}...")
+            raise ValueError(f"unknown engine(s) {', '.join(unknown)}: the simulated engines "
+                             f"are {self.ids[0]} to {self.ids[-1]}")
         self.faults = [(index[f.engine_id], f) for f in faults]
 
     def next_values(self) -> np.ndarray:
@@ -108,43 +113,40 @@ def messages(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.split("\n\n")[0] if __doc__ else None
-    parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
-    parser.add_argument("--topic", default="vibewatch.readings", help="readings topic")
-    parser.add_argument("--engines", type=int, default=20, help="number of engines (default 20)")
+    add_kafka_options(parser)
+    parser.add_argument("--engines", type=int, default=20, help="number of engines")
     parser.add_argument("--rate", type=float, default=100.0,
-                        help="readings per second over the fleet (default 100; 0 = as fast as "
-                             "possible)")
+                        help="readings per second over the fleet (0 = as fast as possible)")
     parser.add_argument("--ticks", type=int, default=0,
-                        help="readings per engine, then stop (default 0 = run until Ctrl-C)")
-    parser.add_argument("--batch", type=int, default=1, help="readings per message (default 1)")
+                        help="readings per engine, then stop (0 = run until Ctrl-C)")
+    parser.add_argument("--batch", type=int, default=1, help="readings per message")
     parser.add_argument("--interval-ms", type=int, default=0,
-                        help="event-time step between an engine's readings (default: "
-                             "engines / rate, i.e. real time)")
+                        help="event-time step between an engine's readings (0 = engines / "
+                             "rate, i.e. real time)")
     parser.add_argument("--start-ms", type=int, default=0,
-                        help="event time of the first tick (default: now)")
+                        help="event time of the first tick, epoch ms (0 = now)")
     parser.add_argument("--fault", action="append", default=[], metavar="ENGINE:KIND[@N]",
-                        help="inject a fault, e.g. engine-0003:wear@300 (repeatable)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+                        help="inject a fault, e.g. engine-0003:wear@300 (repeatable; KIND is "
+                             "wear or spike; N, the reading it starts at, defaults to 300)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
 
 
 def run(args: argparse.Namespace) -> int:
-    from kafka import KafkaProducer
-
     if args.engines < 1 or args.batch < 1 or args.rate < 0 or args.ticks < 0:
-        raise SystemExit("simulate: --engines and --batch must be >= 1, --rate/--ticks >= 0")
+        raise UsageError("--engines and --batch must be at least 1, --rate and --ticks at "
+                         "least 0")
     default_onset = 300
-    faults = [Fault.parse(f, default_onset) for f in args.fault]
-    fleet = Fleet(args.engines, seed=args.seed, faults=faults)
+    try:
+        faults = [Fault.parse(f, default_onset) for f in args.fault]
+        fleet = Fleet(args.engines, seed=args.seed, faults=faults)
+    except ValueError as exc:
+        raise UsageError(f"--fault: {exc}") from None
     interval_ms = args.interval_ms or (
         max(1, round(1000 * args.engines / args.rate)) if args.rate else 1000
     )
     start_ms = args.start_ms or int(time.time() * 1000)
-    producer = KafkaProducer(
-        bootstrap_servers=args.bootstrap.split(","), linger_ms=10, batch_size=512 * 1024,
-        compression_type="lz4",
-    )
+    kafka = kafka_settings(args)
     ticks = args.ticks or 2**62
-    sent = 0
 
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -153,22 +155,22 @@ def run(args: argparse.Namespace) -> int:
     # when started from a shell that left SIGINT ignored.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    log.info("simulating %d engines at %g readings/s to %s on %s", args.engines, args.rate,
+             kafka.readings_topic, kafka.bootstrap_servers)
     began = time.monotonic()
-    try:
-        for key, value in messages(fleet, ticks, start_ms=start_ms, interval_ms=interval_ms,
-                                   batch=args.batch):
-            producer.send(args.topic, key=key.encode(), value=value)
-            sent += 1
-            if args.rate:
-                ahead = sent * args.batch / args.rate - (time.monotonic() - began)
-                if ahead > 0.005:
-                    time.sleep(ahead)
-            if sent % 10_000 == 0:
-                log.info("sent %d messages", sent)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        producer.flush()
-        producer.close()
-    print(f"sent {sent} messages ({sent * args.batch} readings max) to {args.topic}")
+    with Publisher(kafka, "simulate") as out:
+        try:
+            for key, value in messages(fleet, ticks, start_ms=start_ms,
+                                       interval_ms=interval_ms, batch=args.batch):
+                out.send(key, value)
+                if args.rate:
+                    ahead = out.sent * args.batch / args.rate - (time.monotonic() - began)
+                    if ahead > 0.005:
+                        time.sleep(ahead)
+                if out.sent % 10_000 == 0:
+                    log.info("sent %d messages", out.sent)
+        except KeyboardInterrupt:
+            pass
+    print(f"sent {out.sent} messages ({out.sent * args.batch} readings max) to "
+          f"{kafka.readings_topic}")
     return 0

@@ -13,6 +13,13 @@ consecutive readings of an engine are less than 2**32 ms (49.7 days) apart. Only
 window uses them; the model, the scoring and the gap check use ``last_ts`` (int64).
 
 The store is written by the pipeline thread only; readers (the API) take :attr:`lock`.
+
+Change journal: every row that gets a reading, is created or restored is noted once (a flag
+per row and a list of the flagged rows, so the journal holds each row at most once: bounded
+by the rows), and every engine that leaves is noted by id (bounded by ``capacity``; beyond
+that the journal asks for a full resync instead). :meth:`take_changes` hands both over and
+starts a new journal. The API's engine index (``service.api.engine_index``) reads it, so it
+never scans the whole store under :attr:`lock`.
 """
 
 from __future__ import annotations
@@ -48,6 +55,11 @@ class EngineStore:
         self.index: dict[str, int] = {}
         self.ids: list[str] = []
         self._free: list[int] = []
+        self._journal: list[npt.NDArray[np.intp]] = []
+        self._removed: list[str] = []
+        #: Bumped by :meth:`clear` and when the removal journal overflows: every engine the
+        #: journal's reader knew from this store must be looked up again.
+        self.generation = 0
         self._alloc(0, 1024)
 
     # -- storage -------------------------------------------------------------------------
@@ -78,6 +90,8 @@ class EngineStore:
         # Not part of the changelog row: which processing batch last changed the row (see
         # ``seq`` and ``committed_seq``).
         grow("changed_seq", (), np.int64)
+        # Not part of the changelog row either: the row is in the change journal.
+        grow("journaled", (), np.bool_)
         self.capacity = cap
 
     model_state: F32
@@ -98,6 +112,7 @@ class EngineStore:
     threshold: F64
     resets: npt.NDArray[np.int32]
     changed_seq: I64
+    journaled: npt.NDArray[np.bool_]
     #: Number of the processing batch now being applied (the pipeline counts them); rows it
     #: changes get it in ``changed_seq``.
     seq: int = 0
@@ -141,6 +156,7 @@ class EngineStore:
             self.ids.append(engine_id)
         self.index[engine_id] = slot
         self._reset_row(slot, init_score)
+        self.touch(np.array([slot], dtype=np.intp))
         return slot
 
     def _reset_row(self, slot: int, init_score: F64) -> None:
@@ -166,6 +182,41 @@ class EngineStore:
         """Whether the row's latest change is committed (see ``committed_seq``)."""
         return int(self.changed_seq[slot]) <= self.committed_seq
 
+    # -- change journal ------------------------------------------------------------------
+    def touch(self, slots: npt.NDArray[np.intp]) -> None:
+        """Note ``slots`` as changed (lock held): O(len(slots)), each row journaled once.
+
+        The store's own writes (readings, new rows, restores) call this; a caller that
+        changes shown fields of rows otherwise (a model swap re-warming predictions) must.
+        """
+        new = slots[~self.journaled[slots]]
+        if new.size:
+            self.journaled[new] = True
+            self._journal.append(new)
+
+    def _note_removed(self, engine_ids: list[str]) -> None:
+        """Note engines that left (lock held); past ``capacity`` ids, ask for a resync."""
+        self._removed.extend(engine_ids)
+        if len(self._removed) > self.capacity:
+            self._removed.clear()
+            self.generation += 1
+
+    def take_changes(self) -> tuple[int, npt.NDArray[np.intp], list[str]]:
+        """Hand over the journal and start a new one; call with :attr:`lock` held.
+
+        Returns ``(generation, rows, removed)``: the rows changed or created since the last
+        call (each once; read them now, under the same lock: a row is reused once its engine
+        leaves) and the ids of engines that left. When ``generation`` differs from the
+        previous call's, engines may also have left without being named (``clear``).
+        O(changes), never O(engines).
+        """
+        rows = (np.concatenate(self._journal) if self._journal
+                else np.empty(0, dtype=np.intp))
+        self.journaled[rows] = False
+        self._journal = []
+        removed, self._removed = self._removed, []
+        return self.generation, rows, removed
+
     def engines_of(self, partitions: set[int]) -> list[str]:
         """Ids of the tracked engines of ``partitions``."""
         with self.lock:
@@ -179,6 +230,7 @@ class EngineStore:
                 slot = self.index.pop(engine_id)
                 self.ids[slot] = ""
                 self._free.append(slot)
+            self._note_removed(gone)
             return gone
 
     def forget(self, engine_id: str) -> None:
@@ -188,6 +240,7 @@ class EngineStore:
             if slot is not None:
                 self.ids[slot] = ""
                 self._free.append(slot)
+                self._note_removed([engine_id])
 
     def active_slots(self) -> npt.NDArray[np.intp]:
         """Rows of every tracked engine."""
@@ -207,6 +260,10 @@ class EngineStore:
             self.index.clear()
             self.ids.clear()
             self._free.clear()
+            self._journal = []
+            self._removed = []
+            self.journaled[:] = False
+            self.generation += 1
 
     # -- window --------------------------------------------------------------------------
     def push(self, slots: npt.NDArray[np.intp], values: F64, ts: I64) -> None:
@@ -216,6 +273,7 @@ class EngineStore:
         self.ring_ts[slots, pos] = ts.astype(np.uint32)  # modulo 2**32
         self.count[slots] += 1
         self.last_ts[slots] = ts
+        self.touch(slots)
 
     def history(self, slot: int) -> tuple[I64, F32]:
         """The window of ``slot`` oldest first: (timestamps, values (n, channels)).
@@ -320,6 +378,7 @@ class EngineStore:
             if "scored_pred" not in fields:  # an older format
                 self.scored_pred[slot] = np.nan
             self.changed_seq[slot] = 0
+            self.touch(np.array([slot], dtype=np.intp))
 
     def restore_table(
         self, engine_ids: list[str], table: npt.NDArray[np.uint8], init_score: F64
@@ -348,6 +407,7 @@ class EngineStore:
                 arr[slots] = column.view(arr.dtype).reshape((n, *arr.shape[1:]))
                 off += width
             self.changed_seq[slots] = 0
+            self.touch(slots)
 
 
 @dataclass(frozen=True)

@@ -53,16 +53,6 @@ def engine_view(
         )
 
 
-def all_views(
-    store: EngineStore, channels: Sequence[str], statuses: Sequence[Status], model_version: str
-) -> list[EngineView]:
-    """Views of every tracked engine (unsorted)."""
-    with store.lock:
-        ids = list(store.index)
-        views = [engine_view(store, e, channels, statuses, model_version) for e in ids]
-    return [v for v in views if v is not None]
-
-
 def status_counts(store: EngineStore, statuses: Sequence[Status]) -> dict[Status, int]:
     """How many tracked engines are in each status."""
     with store.lock:

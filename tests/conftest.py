@@ -36,6 +36,20 @@ class MakeTopic(Protocol):
         ...
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _checkpoints_in_a_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Service instances the tests start keep their local checkpoints in pytest's temp dir,
+    not in the user's ``~/.local/state`` (tests that need their own set it explicitly)."""
+    key = "VIBEWATCH_STATE__CHECKPOINT_DIR"
+    before = os.environ.get(key)
+    os.environ[key] = str(tmp_path_factory.mktemp("checkpoints"))
+    yield
+    if before is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = before
+
+
 @pytest.fixture(scope="session")
 def local_kafka_module() -> ModuleType:
     """The ``deploy/kafka/local_kafka.py`` script, imported as a module.

@@ -1,14 +1,25 @@
-"""REST endpoints. Every error is JSON ``{"detail": "..."}``."""
+"""REST endpoints. Every error is JSON ``{"detail": "..."}`` and documented per operation.
+
+``GET /engines`` reads the engine index (never the stores), ``GET /anomalies`` the event
+index fed from the committed anomalies topic; both run on the event loop, since they never
+wait for a lock held by the pipeline. The other engine endpoints read one row of a store
+under its lock (O(1) or O(window)), in the thread pool.
+"""
 
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
 
 from service.api.deps import RuntimeDep, TokenDep
+from service.api.documents import engine_documents, to_json
+from service.api.page_cache import page_key
 from service.api.schemas import (
     BaselineOut,
     EngineOut,
@@ -21,15 +32,26 @@ from service.api.schemas import (
     HistoryPoint,
     ModelOut,
     ReloadIn,
+    as_datetime,
 )
 from service.domain import Status
 from service.errors import ArtifactError, BrokerUnavailableError
-from service.views import all_views, engine_view, history
+from service.runtime import Runtime
+from service.views import history
 
 router = APIRouter()
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "Unknown engine"}
+
+#: The engine id contract of the readings topic (DESIGN.md).
+ENGINE_ID = r"^[A-Za-z0-9._:-]{1,64}$"
+ENGINE_PATH = Annotated[str, Path(pattern=ENGINE_ID, description="Engine id.")]
+BAD_INPUT: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorOut, "description": "A parameter or the body is invalid"}
 }
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    **BAD_INPUT, 404: {"model": ErrorOut, "description": "Unknown engine"}
+}
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_MS = timedelta(milliseconds=1)
 
 
 class SortKey(enum.StrEnum):
@@ -44,58 +66,112 @@ class Order(enum.StrEnum):
     desc = "desc"
 
 
-@router.get("/engines", response_model=EnginePage, tags=["engines"])
-def list_engines(
+_RFC3339 = re.compile(
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
+    r"([Zz]|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))$"
+)
+
+
+def rfc3339(value: object) -> object:
+    """An RFC 3339 date-time string (what the schema's ``format: date-time`` promises, so
+    with a UTC offset) as an aware datetime. Anything else is refused, including numbers
+    and times without an offset, which pydantic would otherwise read in its own ways. A
+    leap second reads as the end of second 59; year 0 as year 1."""
+    m = _RFC3339.match(value) if isinstance(value, str) else None
+    if m is None:
+        raise ValueError("must be an RFC 3339 date-time with an offset, such as "
+                         "2026-11-25T12:00:00Z")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    micro = int((m.group(7) or ".0")[1:].ljust(6, "0")[:6])
+    if second == 60:
+        second, micro = 59, 999_999
+    offset = timedelta(0)
+    if m.group(9):
+        offset = timedelta(hours=int(m.group(10)), minutes=int(m.group(11)))
+        offset = -offset if m.group(9) == "-" else offset
+    return datetime(max(year, 1), month, day, hour, minute, second, micro,
+                    tzinfo=timezone(offset))
+
+
+Rfc3339 = BeforeValidator(rfc3339)
+
+
+def epoch_ms(dt: datetime) -> int:
+    """``dt`` as epoch milliseconds; a naive datetime is taken as UTC. Never overflows
+    (``datetime.timestamp`` does for year 1 in a timezone east of UTC)."""
+    offset = dt.utcoffset() or timedelta(0)
+    return (dt.replace(tzinfo=None) - _NAIVE_EPOCH - offset) // _MS
+
+
+def _json(doc: Any) -> Response:
+    return Response(to_json(doc), media_type="application/json")
+
+
+def _status_code(runtime: Runtime, s: Status) -> int:
+    return runtime.processor.statuses.index(s) if s in runtime.processor.statuses else -1
+
+
+@router.get("/engines", response_model=EnginePage, responses=BAD_INPUT, tags=["engines"])
+async def list_engines(
+    request: Request,
     runtime: RuntimeDep,
     status_: Annotated[Status | None, Query(alias="status")] = None,
-    min_score: Annotated[float, Query(ge=0)] = 0.0,
+    min_score: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 0.0,
+    stale: Annotated[bool | None, Query(
+        description="true: only engines with no reading for api.stale_after_s; false: "
+        "only the others; absent: all")] = None,
     sort: SortKey = SortKey.score,
     order: Order = Order.desc,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> EnginePage:
-    """Engines tracked by this instance, filtered, sorted (default: highest score first)."""
-    m = runtime.model
-    statuses = runtime.processor.statuses
-    local = all_views(runtime.store, m.channels, statuses, m.version)
-    owned = {v.engine_id for v in local}
-    fleet = [v for v in all_views(runtime.fleet_store, m.channels, statuses, m.version)
-             if v.engine_id not in owned]
-    views = [
-        v for v in local + fleet
-        if v.score >= min_score and (status_ is None or v.status == status_)
-    ]
-    key = {
-        SortKey.score: lambda v: (v.score, v.engine_id),
-        SortKey.engine_id: lambda v: (v.engine_id,),
-        SortKey.last_seen: lambda v: (v.last_seen_ms, v.engine_id),
-        SortKey.status_since: lambda v: (v.status_since_ms, v.engine_id),
-    }[sort]
-    views.sort(key=key, reverse=order is Order.desc)
-    page = views[offset : offset + limit]
-    return EnginePage(total=len(views), offset=offset, limit=limit,
-                      engines=[EngineOut.of(v, v.engine_id in owned) for v in page])
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+) -> Response:
+    """Engines tracked by this instance and, with the fleet view, by the others: filtered,
+    sorted (default: highest score first, ties by engine id), paged.
+
+    Served from an index that takes in changed engines every ``api.index_interval_ms``
+    (default 500 ms): the list is at most that much behind ``GET /engines/{id}``, and
+    ``stale`` at most a second behind the clock.
+    """
+    index = runtime.engine_index
+
+    def build() -> bytes:
+        stale_before_ms = runtime.stale_before_ms()
+        page = index.page(
+            sort=sort.value, descending=order is Order.desc,
+            status=None if status_ is None else _status_code(runtime, status_),
+            min_score=min_score, stale=stale, stale_before_ms=stale_before_ms,
+            offset=offset, limit=limit,
+        )
+        m = runtime.model
+        docs = engine_documents(page.rows, m.channels, runtime.processor.statuses, m.version,
+                                page.committed_seq, stale_before_ms)
+        return to_json({"total": page.total, "offset": offset, "limit": limit,
+                        "engines": docs})
+
+    body = runtime.page_cache.get(index.version, page_key(runtime, request.scope["query_string"]),
+                                  build)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/engines/{engine_id}", response_model=EngineOut, responses=NOT_FOUND,
             tags=["engines"])
-def get_engine(runtime: RuntimeDep, engine_id: str) -> EngineOut:
-    """One engine: latest reading, prediction, error, score, status and since when."""
-    m = runtime.model
-    statuses = runtime.processor.statuses
-    view = engine_view(runtime.store, engine_id, m.channels, statuses, m.version)
-    if view is not None:
-        return EngineOut.of(view, True)
-    view = engine_view(runtime.fleet_store, engine_id, m.channels, statuses, m.version)
-    if view is None:
+def get_engine(runtime: RuntimeDep, engine_id: ENGINE_PATH) -> Response:
+    """One engine, read from the store now: latest reading, the prediction it was scored
+    against and the prediction of the next, error, score, status and since when."""
+    rows = runtime.engine_index.current(engine_id)
+    if rows is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"engine {engine_id!r} is not tracked")
-    return EngineOut.of(view, False)
+    m = runtime.model
+    doc = engine_documents(rows, m.channels, runtime.processor.statuses, m.version,
+                           runtime.store.committed_seq, runtime.stale_before_ms())[0]
+    return _json(doc)
 
 
 @router.get("/engines/{engine_id}/history", response_model=HistoryOut, responses=NOT_FOUND,
             tags=["engines"])
 def get_history(
-    runtime: RuntimeDep, engine_id: str, limit: Annotated[int, Query(ge=1, le=100_000)] = 256
+    runtime: RuntimeDep, engine_id: ENGINE_PATH,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 256,
 ) -> HistoryOut:
     """The engine's recent readings (its window), oldest first; at most ``limit``."""
     points = history(runtime.store, engine_id, runtime.model.channels)
@@ -105,40 +181,41 @@ def get_history(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"engine {engine_id!r} is not tracked")
     return HistoryOut(
         engine_id=engine_id,
-        points=[HistoryPoint(ts=datetime.fromtimestamp(t / 1000).astimezone(), values=v)
-                for t, v in points[-limit:]],
+        points=[HistoryPoint(ts=as_datetime(t), values=v) for t, v in points[-limit:]],
     )
 
 
-@router.get("/anomalies", response_model=EventPage, tags=["anomalies"])
-def list_events(
+@router.get("/anomalies", response_model=EventPage, responses=BAD_INPUT, tags=["anomalies"])
+async def list_events(
     runtime: RuntimeDep,
-    engine_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    engine_id: Annotated[str | None, Query(pattern=ENGINE_ID)] = None,
+    since: Annotated[datetime | None, Rfc3339, Query(
+        description="Events at or after this event time (RFC 3339 with an offset, e.g. "
+        "2026-11-25T12:00:00Z).")] = None,
+    until: Annotated[datetime | None, Rfc3339, Query(
+        description="Events at or before this event time; before since: none.")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> EventPage:
-    """Recent anomaly events (status changes), newest first."""
-    if since is not None and until is not None and since > until:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "since is after until")
-    lo = int(since.timestamp() * 1000) if since else None
-    hi = int(until.timestamp() * 1000) if until else None
-    events = [
-        e for e in reversed(runtime.events)
-        if (engine_id is None or e.engine_id == engine_id)
-        and (lo is None or e.ts_ms >= lo) and (hi is None or e.ts_ms <= hi)
-    ]
-    return EventPage(total=len(events), offset=offset, limit=limit,
-                     events=[EventOut.of(e) for e in events[offset : offset + limit]])
+    """Committed anomaly events (status changes), newest first: the newest
+    ``api.max_events`` (default 10,000) read from the anomalies topic, on every instance.
+    """
+    found = runtime.event_index.query(
+        engine_id=engine_id,
+        since_ms=None if since is None else epoch_ms(since),
+        until_ms=None if until is None else epoch_ms(until),
+        offset=offset, limit=limit,
+    )
+    return EventPage(total=found.total, offset=offset, limit=limit,
+                     events=[EventOut.of(e) for e in found.events])
 
 
 @router.post(
     "/engines/{engine_id}/baseline", response_model=BaselineOut, status_code=202,
-    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut},
+    responses={**NOT_FOUND, 401: {"model": ErrorOut}, 403: {"model": ErrorOut},
                503: {"model": ErrorOut}}, tags=["engines"],
 )
-def rebaseline(runtime: RuntimeDep, _auth: TokenDep, engine_id: str) -> BaselineOut:
+def rebaseline(runtime: RuntimeDep, _auth: TokenDep, engine_id: ENGINE_PATH) -> BaselineOut:
     """Re-baseline an engine after maintenance: its scoring forgets what it learned and
     commissions afresh from the next readings. Applied by the engine's owner in order with
     its readings and committed exactly once; recorded as an anomaly event (cause
@@ -156,7 +233,7 @@ def rebaseline(runtime: RuntimeDep, _auth: TokenDep, engine_id: str) -> Baseline
     )
 
 
-def _model_out(runtime: RuntimeDep) -> ModelOut:
+def _model_out(runtime: Runtime) -> ModelOut:
     m = runtime.model
     card = runtime.artifact_dir / "model_card.md"
     summary = ""
@@ -176,14 +253,29 @@ def get_model(runtime: RuntimeDep) -> ModelOut:
 
 @router.post(
     "/model/reload", response_model=ModelOut, tags=["model"],
-    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    responses={
+        400: {"model": ErrorOut, "description": "The body is not JSON"},
+        401: {"model": ErrorOut, "description": "No or a wrong bearer token"},
+        403: {"model": ErrorOut, "description": "api.token is not set: reloads are disabled"},
+        404: {"model": ErrorOut, "description": "artifact_dir is not a directory"},
+        422: {"model": ErrorOut, "description": "The body is invalid or the artifact unusable"},
+    },
 )
 def reload_model(runtime: RuntimeDep, _auth: TokenDep, body: ReloadIn) -> ModelOut:
     """Switch to another artifact; per-engine state is kept and re-warmed from the windows."""
+    where = body.artifact_dir
     try:
-        runtime.reload_model(body.artifact_dir)
-    except ArtifactError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        found = where.is_dir()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"artifact_dir {str(where)[:200]!r}: {exc}") from None
+    if not found:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"artifact_dir {str(where)[:200]!r} is not a directory")
+    try:
+        runtime.reload_model(where)
+    except (ArtifactError, OSError, ValueError) as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)[:1000]) from None
     return _model_out(runtime)
 
 
@@ -194,11 +286,12 @@ def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Health, tags=["health"],
-            responses={503: {"model": Health}})
-def readyz(runtime: RuntimeDep, response: Response) -> Health:
-    """Readiness: connected to Kafka, partitions restored, consuming."""
-    ready, detail = runtime.readiness()
+            responses={503: {"model": Health, "description": "Not ready; detail says why"}})
+def readyz(runtime: RuntimeDep) -> Response:
+    """Readiness: the instance processes readings (``detail`` says what is missing)."""
+    ready, missing = runtime.readiness()
     if ready:
-        return Health(status="ready", detail=detail)
-    response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return Health(status="not ready", detail=detail)
+        return JSONResponse(Health(status="ready", detail=missing).model_dump())
+    return JSONResponse(Health(status="not ready", detail=missing).model_dump(),
+                        status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+

@@ -1,48 +1,80 @@
-"""Response and request models of the REST API (separate from the domain types)."""
+"""Response and request models of the REST API (separate from the domain types).
+
+The engine documents of ``GET /engines`` and ``GET /engines/{id}`` are built as plain
+dicts by :mod:`service.api.documents` (fast, no per-field validation) and described here by
+:class:`EngineOut`; a test validates every built document against it.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.domain import AnomalyEvent, EngineView, Status
+from service.domain import AnomalyEvent, Status
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _dt(ts_ms: int) -> datetime:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+def as_datetime(ts_ms: int) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime, clamped to what datetime can hold."""
+    lo = -62_135_596_800_000  # 0001-01-01
+    hi = 253_402_300_799_999  # 9999-12-31T23:59:59.999
+    return _EPOCH + timedelta(milliseconds=min(max(ts_ms, lo), hi))
+
+
+ERROR_DOC = (
+    "Prediction error of the latest reading as the scorer sees it: the RMS over channels of "
+    "(values - scored_against) divided by the model's per-channel training standard "
+    "deviation (the artifact's scaler.scale), smoothed by the scorer. Dimensionless: "
+    "training standard deviations. Null before the engine's first scored reading."
+)
 
 
 class EngineOut(BaseModel):
+    """One engine as of its latest processed reading."""
+
     engine_id: str
     ts: datetime = Field(description="Event time of the latest processed reading.")
-    values: dict[str, float] = Field(description="The latest reading.")
-    predicted: dict[str, float] = Field(description="Prediction of the next reading.")
-    error: float | None = Field(description="Smoothed prediction error of the latest reading.")
+    values: dict[str, float] = Field(description="The latest reading, raw units per channel.")
+    predicted: dict[str, float | None] = Field(
+        description="The model's prediction of the *next* reading (raw units per channel; "
+        "null where the model's output is not finite)."
+    )
+    scored_against: dict[str, float | None] | None = Field(
+        description="The prediction the latest reading was scored against (made one reading "
+        "earlier): error and score come from values - scored_against. Null for an engine's "
+        "first reading and the first after a gap restarted its state."
+    )
+    error: float | None = Field(description=ERROR_DOC)
     score: float = Field(
         ge=0, description="Anomaly score, no upper bound; higher is more anomalous "
         "(tenths of decades of the hours of normal operation between such departures: "
-        "0.3 = once in 1,000 h)."
+        "0.3 = once in 1,000 h; docs/scoring.md)."
     )
     status: Status
     status_since: datetime = Field(description="Event time the current status began.")
     readings: int = Field(description="Readings processed for this engine.")
     model_version: str
-    last_seen: datetime = Field(description="Wall-clock time the latest reading was processed.")
-    source: Literal["local", "fleet"] = Field(
-        description="local: owned by this instance, current. fleet: owned by another "
-        "instance, as of its last commit (stale by up to the commit interval plus ~200 ms)."
+    last_seen: datetime = Field(
+        description="Wall-clock time the latest reading was processed (by the owner)."
     )
-
-    @classmethod
-    def of(cls, v: EngineView, local: bool) -> EngineOut:
-        return cls(source="local" if local else "fleet",
-            engine_id=v.engine_id, ts=_dt(v.ts_ms), values=v.values, predicted=v.predicted,
-            error=v.error, score=v.score, status=v.status, status_since=_dt(v.status_since_ms),
-            readings=v.readings, model_version=v.model_version, last_seen=_dt(v.last_seen_ms),
-        )
+    source: Literal["local", "fleet"] = Field(
+        description="local: owned by this instance. fleet: owned by another instance, as of "
+        "its last commit (stale by up to the commit interval plus ~200 ms)."
+    )
+    committed: bool = Field(
+        description="True when what is shown is committed (in an acknowledged Kafka "
+        "transaction: a crash or restart cannot take it back). False: processed, its commit "
+        "still pending, normally for less than kafka.commit_interval_ms plus the broker's "
+        "acknowledgement. fleet rows are always committed."
+    )
+    stale: bool = Field(
+        description="No reading processed for api.stale_after_s seconds (default 600): the "
+        "engine stopped reporting, and its score and status are as of last_seen."
+    )
 
 
 class EnginePage(BaseModel):
@@ -64,7 +96,7 @@ class HistoryOut(BaseModel):
 
 class EventOut(BaseModel):
     engine_id: str
-    ts: datetime
+    ts: datetime = Field(description="Event time of the reading that changed the status.")
     previous: Status
     status: Status
     score: float
@@ -74,12 +106,13 @@ class EventOut(BaseModel):
 
     @classmethod
     def of(cls, e: AnomalyEvent) -> EventOut:
-        return cls(engine_id=e.engine_id, ts=_dt(e.ts_ms), previous=e.previous, status=e.status,
-                   score=e.score, model_version=e.model_version, cause=e.cause)
+        return cls(engine_id=e.engine_id, ts=as_datetime(e.ts_ms), previous=e.previous,
+                   status=e.status, score=e.score, model_version=e.model_version,
+                   cause=e.cause)
 
 
 class EventPage(BaseModel):
-    total: int
+    total: int = Field(description="Events held that match the filters.")
     offset: int
     limit: int
     events: list[EventOut]
@@ -99,10 +132,12 @@ class ReloadIn(BaseModel):
 
 class Health(BaseModel):
     status: str
-    detail: str = ""
+    detail: str = Field("", description="What is missing when not ready.")
 
 
 class ErrorOut(BaseModel):
+    """Every error response: one readable sentence."""
+
     detail: str
 
 

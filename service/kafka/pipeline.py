@@ -35,7 +35,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from service.config import Settings
-from service.domain import AnomalyEvent, Status
+from service.domain import AnomalyEvent
 from service.errors import BrokerUnavailableError
 from service.ingest import MessageDecoder
 from service.kafka import clients, compat
@@ -317,14 +317,8 @@ class Pipeline:
 
     # -- commits ---------------------------------------------------------------------------
     def _committed(self, work: Pending) -> None:
-        """A commit was acknowledged: its status changes are logged and handed on."""
-        for e in work.event_list:
-            # warm-up ending is routine: only changes to or from warning/alarm are news
-            level = logging.DEBUG if e.previous is Status.WARMUP else logging.INFO
-            if log.isEnabledFor(level):
-                log.log(level, "engine %s: %s -> %s (score %.3f) at %s", e.engine_id,
-                        e.previous, e.status, e.score,
-                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e.ts_ms / 1000)))
+        """A commit was acknowledged: its status changes are handed on (the runtime logs
+        them, service.logs.log_status_changes)."""
         if work.event_list and self.on_events is not None:
             self.on_events(work.event_list)
         self._refresh_gauges()

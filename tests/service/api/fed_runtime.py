@@ -31,5 +31,6 @@ def fed_runtime(artifact_dir: Path) -> Runtime:
                     {"vibration": 1.0 + rng.normal(0, 0.01) + (wear if i == 2 else 0.0)})
             for i in range(4)
         ]
-        rt.events.extend(rt.processor.process(readings, [0] * 4).events)
+        # What the anomalies topic would give back once committed.
+        rt.event_index.add(rt.processor.process(readings, [0] * 4).events)
     return rt

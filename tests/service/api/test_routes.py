@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,8 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api import create_app
+from service.api.schemas import EngineOut
+from service.domain import Reading
 from service.runtime import Runtime
-from tests.service.api.fed_runtime import TOKEN, fed_runtime
+from tests.service.api.fed_runtime import T0, TOKEN, fed_runtime
 
 
 @pytest.fixture
@@ -45,8 +49,9 @@ def test_list_engines_filters_and_pages(client: TestClient) -> None:
     assert client.get("/engines", params={"min_score": 0.999999}).json()["total"] <= 1
 
 
-@pytest.mark.parametrize("params", [{"status": "broken"}, {"min_score": -1}, {"limit": 0},
-                                    {"offset": -1}, {"sort": "size"}])
+@pytest.mark.parametrize("params", [{"status": "broken"}, {"min_score": -1},
+                                    {"min_score": "nan"}, {"limit": 0}, {"offset": -1},
+                                    {"sort": "size"}, {"stale": "maybe"}])
 def test_list_engines_rejects_bad_parameters(client: TestClient, params: dict[str, object]) -> None:
     resp = client.get("/engines", params=params)
     assert resp.status_code == 422
@@ -86,9 +91,41 @@ def test_anomaly_events(client: TestClient) -> None:
     late = client.get("/anomalies", params={"since": "2026-11-25T12:00:41Z"}).json()
     assert all(e["ts"] >= "2026-11-25T12:00:41" for e in late["events"])
     assert late["total"] < everything["total"]
-    bad = client.get("/anomalies", params={"since": "2026-11-26T00:00:00Z",
-                                           "until": "2026-11-25T00:00:00Z"})
-    assert bad.status_code == 422
+    # since after until matches nothing (not an error: the schema cannot say it is one)
+    none = client.get("/anomalies", params={"since": "2026-11-26T00:00:00Z",
+                                            "until": "2026-11-25T00:00:00Z"})
+    assert none.status_code == 200 and none.json()["total"] == 0
+    # a time without an offset is ambiguous: refused, saying how to write it
+    naive = client.get("/anomalies", params={"since": "2026-11-25T12:00:41"})
+    assert naive.status_code == 422 and "2026-11-25T12:00:00Z" in naive.json()["detail"]
+
+
+@pytest.mark.parametrize(("params", "code"), [
+    ({"since": "2026-11-25T12:00:00", "until": "2026-11-25T13:00:00+02:00"}, 422),
+    ({"since": "0001-01-01T00:00:00"}, 422),
+    ({"since": "0001-01-01T00:00:00+14:00", "until": "9999-12-31T23:59:59-14:00"}, 200),
+    ({"since": "0001-01-01T00:00:00Z"}, 200),
+])
+def test_anomalies_any_times_no_server_error(
+    client: TestClient, params: dict[str, str], code: int
+) -> None:
+    """Two of the three 500s of issue #14 (comparing naive with aware times; year 1):
+    a time without an offset is a clear 422, any other is answered."""
+    resp = client.get("/anomalies", params=params)
+    assert resp.status_code == code, resp.text
+    if code == 422:
+        assert "offset" in resp.json()["detail"]
+    else:
+        assert resp.json()["total"] >= 0
+
+
+def test_reload_with_a_300_character_path_is_a_json_422(client: TestClient) -> None:
+    """The third 500 of issue #14: a path longer than the OS allows."""
+    for path in ("/" + "x" * 300, "/tmp/a\u0000b", "x" * 5000):
+        resp = client.post("/model/reload", json={"artifact_dir": path},
+                           headers={"Authorization": f"Bearer {TOKEN}"})
+        assert resp.status_code in (404, 422), resp.text
+        assert resp.json()["detail"]
 
 
 def test_model_and_reload_auth(client: TestClient) -> None:
@@ -100,14 +137,113 @@ def test_model_and_reload_auth(client: TestClient) -> None:
     assert wrong.status_code == 401
     missing = client.post("/model/reload", json={"artifact_dir": "/does/not/exist"},
                           headers={"Authorization": f"Bearer {TOKEN}"})
-    assert missing.status_code == 422 and "/does/not/exist" in missing.json()["detail"]
+    assert missing.status_code == 404 and "/does/not/exist" in missing.json()["detail"]
+    unusable = client.post("/model/reload", json={"artifact_dir": "/"},
+                           headers={"Authorization": f"Bearer {TOKEN}"})
+    assert unusable.status_code == 422 and "manifest" in unusable.json()["detail"]
 
 
 def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
-    assert client.get("/readyz").status_code == 503  # no Kafka in this test
+    ready = client.get("/readyz")
+    assert ready.status_code == 503  # no Kafka in this test
+    # the pipeline's own words for what is missing (Runtime.readiness)
+    assert ready.json() == {"status": "not ready", "detail": "starting"}
 
 
 def test_metrics_exposed(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert "vibewatch_readings_total" in text and 'vibewatch_model_info{' in text
+    # prometheus-client's default collectors on the injected registry, and the build
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total",
+                 "process_open_fds", "python_gc_objects_collected_total"):
+        assert f"\n{name}" in text, name
+    assert f'vibewatch_build_info{{python="{platform.python_version()}",version="0.1.0"}} 1.0' \
+        in text
+
+
+def _feed(runtime: Runtime, engine: str, k: int, clock_s: float | None = None) -> None:
+    if clock_s is not None:
+        runtime.processor.clock = lambda: clock_s
+    runtime.processor.process(
+        [Reading(engine, T0 + 1000 * k, {"vibration": 1.0 + 0.001 * k})], [0])
+    runtime.engine_index.refresh()
+
+
+def test_engine_documents_match_the_schema(client: TestClient) -> None:
+    listed = client.get("/engines").json()["engines"]
+    one = client.get("/engines/engine-2").json()
+    for doc in [*listed, one]:
+        EngineOut.model_validate(doc)
+        assert doc["source"] == "local" and doc["committed"] and not doc["stale"]
+    assert one == next(e for e in listed if e["engine_id"] == "engine-2")
+
+
+def test_scored_against_is_the_previous_prediction(client: TestClient, runtime: Runtime) -> None:
+    before = client.get("/engines/engine-1").json()
+    _feed(runtime, "engine-1", 60)
+    after = client.get("/engines/engine-1").json()
+    assert after["scored_against"] == before["predicted"]
+    assert after["predicted"] != before["predicted"]
+    assert after["readings"] == before["readings"] + 1
+    # the list shows the same once the index has refreshed
+    listed = client.get("/engines", params={"sort": "engine_id"}).json()["engines"]
+    assert next(e for e in listed if e["engine_id"] == "engine-1") == after
+
+
+def test_first_reading_has_nothing_it_was_scored_against(
+    client: TestClient, runtime: Runtime
+) -> None:
+    _feed(runtime, "engine-new", 0)
+    doc = client.get("/engines/engine-new").json()
+    assert doc["scored_against"] is None and doc["error"] is None
+    EngineOut.model_validate(doc)
+
+
+def test_committed_follows_the_stores_committed_batch(
+    client: TestClient, runtime: Runtime
+) -> None:
+    store = runtime.store
+    store.seq = 7  # the pipeline's batch number
+    _feed(runtime, "engine-3", 60)
+    assert client.get("/engines/engine-3").json()["committed"] is False
+    listed = {e["engine_id"]: e["committed"] for e in client.get("/engines").json()["engines"]}
+    assert listed == {"engine-0": True, "engine-1": True, "engine-2": True, "engine-3": False}
+    store.committed_seq = 7  # its transaction was acknowledged
+    assert client.get("/engines/engine-3").json()["committed"] is True
+    assert all(e["committed"] for e in client.get("/engines").json()["engines"])
+
+
+def test_engines_that_stopped_reporting_are_stale(client: TestClient, runtime: Runtime) -> None:
+    long_ago = time.time() - 2 * runtime.settings.api.stale_after_s
+    for k in range(3):
+        _feed(runtime, "replayed-1", k, clock_s=long_ago)
+    doc = client.get("/engines/replayed-1").json()
+    assert doc["stale"] is True
+    stale = client.get("/engines", params={"stale": "true"}).json()
+    assert [e["engine_id"] for e in stale["engines"]] == ["replayed-1"]
+    fresh = client.get("/engines", params={"stale": "false"}).json()
+    assert fresh["total"] == 4 and not any(e["stale"] for e in fresh["engines"])
+    assert "\nvibewatch_engines_stale 1.0" in client.get("/metrics").text
+
+
+def test_docs_pages_use_only_local_assets(client: TestClient) -> None:
+    for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        html = client.get(page).text
+        assert f"/docs-assets/{asset}" in html
+        assert "https://" not in html and "http://" not in html, page
+        js = client.get(f"/docs-assets/{asset}")
+        assert js.status_code == 200 and len(js.content) > 100_000
+
+
+def test_ready_only_once_the_list_shows_what_was_restored(
+    client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline says ready (restored): /readyz waits for a refresh of the engine list
+    that began after that, so a client told "ready" finds the restored engines listed."""
+    monkeypatch.setattr(runtime.pipeline, "readiness", lambda: (True, "owns [0]"))
+    runtime.engine_index.stop()  # no refresh thread: the test drives the refreshes
+    first = client.get("/readyz")
+    assert first.status_code == 503 and first.json()["detail"] == "listing the restored engines"
+    runtime.engine_index.refresh()
+    assert client.get("/readyz").json() == {"status": "ready", "detail": "owns [0]"}
