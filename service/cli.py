@@ -44,6 +44,12 @@ EVALUATE: dict[str, tuple[str, str]] = {
     "lead-time": ("service.evaluation.lead_time", "alarm lead time on run-to-failure data"),
     "live": ("service.evaluation.live",
              "the live acceptance scenario: a simulated fleet through the real service"),
+    "simulated": ("service.evaluation.simulated",
+                  "the service's defaults on simulator data: faults caught, healthy quiet"),
+    "select": ("service.evaluation.selection",
+               "the selection procedure: choose the scoring defaults out of sample"),
+    "cut-cmapss": ("service.evaluation.cut_cmapss",
+                   "make a C-MAPSS test set and RUL file from a training file"),
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
