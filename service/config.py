@@ -199,7 +199,7 @@ class ScoringSettings(_Section):
     """
 
     scorer: str = Field(
-        "likelihood",
+        "likelihood-spikes",
         description="Error-to-score method, one of the registry's (service.scoring.registry): "
         "likelihood, likelihood-spikes, gaussian, telemanom.",
     )
@@ -217,12 +217,12 @@ class ScoringSettings(_Section):
         "learned, each moving the baseline by at most 1 - exp(-interval/baseline_s).",
     )
     smoothing: float = Field(
-        0.5, gt=0, le=1, description="EWMA rate per reading of the short-term error average "
+        0.2, gt=0, le=1, description="EWMA rate per reading of the short-term error average "
         "(evidence pooled over about 1/rate readings; 1.0 = none).",
     )
-    warning_score: float = Field(0.25, gt=0, description="Score that, held, raises a warning; "
+    warning_score: float = Field(0.3, gt=0, description="Score that, held, raises a warning; "
                                  "readings scoring at or above it are not learned.")
-    alarm_score: float = Field(0.3, gt=0, description="Score that, held, raises an alarm.")
+    alarm_score: float = Field(0.5, gt=0, description="Score that, held, raises an alarm.")
     clear_score: float = Field(
         0.1, gt=0, description="Score the last hold_readings readings must stay below for a "
         "status to clear."
@@ -232,7 +232,7 @@ class ScoringSettings(_Section):
         "(and at least this many below clear_score before a status clears).",
     )
     episode_readings: float = Field(
-        10.0, ge=0, description="Readings judged anomalous are held back from the baseline "
+        100.0, ge=0, description="Readings judged anomalous are held back from the baseline "
         "while their episode lasts; once it is over, at most this many of them (a blip) are "
         "learned as normal variability, more (a fault) are dropped.",
     )

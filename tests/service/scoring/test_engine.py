@@ -93,8 +93,9 @@ def test_commissioning_lasts_its_time_span_and_its_readings() -> None:
 
 
 def test_the_sampling_interval_is_learned_and_settings_mean_time() -> None:
+    # smoothing 0.5: the short-term average falls below clear_score within a reading or two
     settings = ScoringSettings(commission_s=0.0, commission_readings=30, clear_s=600.0,
-                               hold_readings=1)
+                               hold_readings=1, smoothing=0.5)
     rng = np.random.default_rng(3)
     for step_ms in (1000.0, 300_000.0, 3_600_000.0):
         res = np.abs(rng.normal(1.0, 0.1, size=(1200, 1, 1)))
@@ -222,7 +223,7 @@ def test_spike_scorer_sees_a_single_spike_that_heavy_smoothing_blunts() -> None:
     for t in range(1, 800):
         res[t, 0, 0] = 0.95 * res[t - 1, 0, 0] + noise[t]
     res[700, 0, 0] += 3.0
-    smooth = QUICK.model_copy(update={"smoothing": 0.05, "hold_readings": 1,
+    smooth = QUICK.model_copy(update={"scorer": "likelihood", "smoothing": 0.05, "hold_readings": 1,
                                       "baseline_s": 1000 * 3600.0})
     plain, _ = _run(EngineScoring(smooth, n_channels=1), res, 3_600_000.0)
     spikes, _ = _run(EngineScoring(smooth.model_copy(update={"scorer": "likelihood-spikes"}),
