@@ -10,7 +10,7 @@ re-baselines the repaired engine through the API. The same scenario then runs ag
 the service restarted in the middle (SIGTERM, or kill -9), while the readings keep coming.
 
 Reported per run and fault: detection delay, alarm raises, whether the alarm is held, the
-engine's rank in ``GET /engines?sort=score`` while it is in alarm, and when the page alert
+engine's rank in ``GET /engines`` while it is in alarm, and when the page alert
 would fire; false alarms on healthy engines; the re-baseline. Without ``--bootstrap`` a
 local broker (``deploy/kafka/local_kafka.py``) is started and removed afterwards.
 """

@@ -42,7 +42,7 @@ class Event:
 
 @dataclass(frozen=True)
 class Row:
-    """One engine in one response of ``GET /engines?sort=score``."""
+    """One engine in one response of ``GET /engines``."""
 
     engine_id: str
     ts_ms: int  #: event time of the engine's latest reading
@@ -52,7 +52,7 @@ class Row:
 
 @dataclass(frozen=True)
 class Poll:
-    """One response of ``GET /engines?sort=score`` (most anomalous first)."""
+    """One response of ``GET /engines`` (most anomalous first)."""
 
     wall_s: float
     rows: tuple[Row, ...]

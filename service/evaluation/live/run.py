@@ -3,7 +3,7 @@
 The run starts ``vibewatch serve`` on topics of its own, then publishes the simulated
 fleet's readings paced at ``speed`` simulated seconds per wall second, as sensors would
 (one JSON message per reading, keyed by engine). Meanwhile a poller reads
-``GET /engines?sort=score`` as an operator's screen would; at the scenario's times the
+``GET /engines`` as an operator's screen would; at the scenario's times the
 service is restarted (the readings keep coming) and an engine re-baselined through the
 API. At the end the run waits until every reading is processed and committed and reads
 the committed anomaly events.
@@ -54,7 +54,7 @@ class _Poller(threading.Thread):
     def __init__(self, service: ServeProcess, engines: int, began: float) -> None:
         super().__init__(name="live-poller", daemon=True)
         self.service = service
-        self.path = f"/engines?sort=score&limit={min(engines, 10_000)}"
+        self.path = f"/engines?sort=severity&limit={min(engines, 10_000)}"
         self.began = began
         self.polls: list[Poll] = []
         self._halt = threading.Event()
