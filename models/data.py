@@ -7,14 +7,17 @@ sequence the model reads from its start), with the channel names in column order
   channel of a test is one engine with the single channel ``vibration`` (g).
 - ``ims-multi``: the same files, one engine per test whose channels are all its bearing
   channels, named as in the file's header (``Bearing 1 C1`` ... ``Bearing 4 C2`` for test 1).
-- ``cmapss``: NASA C-MAPSS ``train_FD00x.txt``; one engine per unit, channels = sensors.
+- ``cmapss``: NASA C-MAPSS ``train_FD00x.txt`` / ``test_FD00x.txt``; one engine per unit,
+  channels = sensors. The data has no clock: a cycle is taken as :data:`CMAPSS_CYCLE_S`.
 - ``nab``: Numenta Anomaly Benchmark style ``timestamp,value`` CSVs; one engine per file,
   channel ``value``.
 - ``skab``: SKAB pump testbed CSVs (``timestamp`` plus 8 sensors, labels dropped); one engine
   per file, channels named as in the header.
 - ``csv``: a time column plus channel columns; one engine per file, or an engine-id column.
 
-Every dataset carries the unit of each channel where the format defines it (``Dataset.units``).
+Every dataset carries the unit of each channel where the format defines it (``Dataset.units``),
+and every series its readings' event times (``Series.ts_ms``, epoch ms) where the format has
+them: the scoring's settings are time spans.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +44,8 @@ CMAPSS_INFORMATIVE = (
 CMAPSS_COLUMNS = (
     "unit", "cycle", "setting1", "setting2", "setting3", *(f"s{i}" for i in range(1, 22)),
 )  # fmt: skip
+#: Seconds per C-MAPSS cycle (one flight): the data has no clock, so an hour is assumed.
+CMAPSS_CYCLE_S = 3600
 
 
 class DataError(ValueError):
@@ -56,6 +62,7 @@ class Series:
 
     ``score_from`` is the first target index that counts in evaluation: the readings before
     it are context (they warm the state up) taken from an earlier part of the same engine.
+    ``ts_ms`` are the rows' event times (epoch ms, int64) when the format has them.
     """
 
     engine_id: str
@@ -63,6 +70,7 @@ class Series:
     channels: tuple[str, ...]
     values: np.ndarray
     score_from: int = 0
+    ts_ms: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -176,6 +184,7 @@ def rename_channels(ds: Dataset, mapping: dict[str, str]) -> Dataset:
             tuple(mapping.get(c, c) for c in s.channels),
             s.values,
             s.score_from,
+            s.ts_ms,
         )
         for s in ds.series
     ]
@@ -191,7 +200,8 @@ def select_channels(ds: Dataset, channels: Sequence[str]) -> Dataset:
         if missing:
             raise DataError(s.source, f"engine {s.engine_id} has no channel(s) {missing}")
         idx = [s.channels.index(c) for c in channels]
-        out.append(Series(s.engine_id, s.source, tuple(channels), s.values[:, idx], s.score_from))
+        out.append(Series(s.engine_id, s.source, tuple(channels), s.values[:, idx], s.score_from,
+                          s.ts_ms))
     return Dataset(ds.name, ds.kind, tuple(out), ds.files, ds.sha256, ds.units)
 
 
@@ -239,6 +249,24 @@ def _slug(text: str) -> str:
     return "".join(ch.lower() if ch.isalnum() else "-" for ch in text).strip("-")
 
 
+def parse_times(path: Path | str, texts: Sequence[str]) -> np.ndarray:
+    """Event times as epoch ms (int64): ISO-8601 or ``YYYY-MM-DD hh:mm:ss`` text, or numbers
+    (seconds). Raises DataError when they are neither."""
+    try:
+        return np.array([float(t) * 1000.0 for t in texts]).astype(np.int64)
+    except ValueError:
+        pass
+    try:
+        stamps = [datetime.fromisoformat(t.strip()) for t in texts]
+    except ValueError as exc:
+        raise DataError(path, f"bad time value ({exc})") from exc
+    # A time without an offset is taken as UTC.
+    return np.array(
+        [round((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1000) for t in stamps],
+        dtype=np.int64,
+    )
+
+
 def load_ims(path: Path) -> Dataset:
     """IMS snapshot CSVs: first column the time, then one column per bearing channel.
 
@@ -250,23 +278,26 @@ def load_ims(path: Path) -> Dataset:
         raise DataError(path, "no ims_*.csv files")
     series = []
     for f in files:
-        names, values = _ims_table(f)
+        names, values, ts = _ims_table(f)
         test = _ims_test(f)
         for k, name in enumerate(names):
             engine = f"ims{test}-{_slug(name)}"
-            series.append(Series(engine, f.name, ("vibration",), values[:, k : k + 1].copy()))
+            series.append(Series(engine, f.name, ("vibration",), values[:, k : k + 1].copy(),
+                                 ts_ms=ts))
     units = {"vibration": IMS_UNIT}
     return Dataset("ims", "ims", tuple(series), tuple(files), hash_files(files), units)
 
 
-def _ims_table(f: Path) -> tuple[list[str], np.ndarray]:
-    """One IMS file: its channel names and values (T, C), stopped-rig rows at the end dropped."""
+def _ims_table(f: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """One IMS file: its channel names, values (T, C) and snapshot times (epoch ms), the
+    stopped-rig rows at the end dropped."""
     header, rows = _read_csv(f)
     values = _floats(f, rows, list(range(1, len(header))))
     running = np.flatnonzero(values.max(axis=1) >= IMS_STOPPED_G)
     if running.size == 0:
         raise DataError(f, "every row is below the stopped-rig level")
-    return header[1:], values[: running[-1] + 1]
+    end = running[-1] + 1
+    return header[1:], values[:end], parse_times(f, [r[0] for r in rows[:end]])
 
 
 def _ims_test(f: Path) -> str:
@@ -282,39 +313,58 @@ def load_ims_multi(path: Path) -> Dataset:
         raise DataError(path, "no ims_*.csv files")
     series: list[Series] = []
     for f in files:
-        names, values = _ims_table(f)
+        names, values, ts = _ims_table(f)
         if series and tuple(names) != series[0].channels:
             raise DataError(
                 f, f"channels {names} differ from {series[0].source}'s; name a single file"
             )
-        series.append(Series(f"ims{_ims_test(f)}", f.name, tuple(names), values))
+        series.append(Series(f"ims{_ims_test(f)}", f.name, tuple(names), values, ts_ms=ts))
     units = dict.fromkeys(series[0].channels, IMS_UNIT)
     return Dataset("ims-multi", "ims-multi", tuple(series), tuple(files), hash_files(files), units)
 
 
+def read_cmapss_table(f: Path) -> np.ndarray:
+    """A C-MAPSS file as its table: unit, cycle, 3 settings, 21 sensors per row."""
+    try:
+        table = np.loadtxt(f, dtype=np.float64, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise DataError(f, f"not a C-MAPSS table ({exc})") from exc
+    if table.shape[1] != len(CMAPSS_COLUMNS):
+        raise DataError(f, f"expected {len(CMAPSS_COLUMNS)} columns, got {table.shape[1]}")
+    return table
+
+
+def read_cmapss_rul(f: Path) -> np.ndarray:
+    """NASA's ``RUL_FD00x.txt``: the cycles each test unit had left, in unit order."""
+    try:
+        return np.loadtxt(f, dtype=np.float64, ndmin=1)
+    except (OSError, ValueError) as exc:
+        raise DataError(f, f"not a RUL file ({exc})") from exc
+
+
 def load_cmapss(path: Path, channels: Sequence[str] = CMAPSS_INFORMATIVE) -> Dataset:
-    """C-MAPSS whitespace-separated files: unit, cycle, 3 settings, 21 sensors per row."""
-    files = _files(path, ("train_FD*.txt",))
+    """C-MAPSS whitespace-separated files (training or test): unit, cycle, 3 settings, 21
+    sensors per row. Engine ids ``<tag>-<unit>`` (``fd001-007``, ``test-fd001-007``); event
+    times one cycle per :data:`CMAPSS_CYCLE_S`."""
+    files = _files(path, ("train_FD*.txt", "test_FD*.txt"))
     if not files:
-        raise DataError(path, "no train_FD*.txt files")
+        raise DataError(path, "no train_FD*.txt or test_FD*.txt files")
     unknown = [c for c in channels if c not in CMAPSS_COLUMNS[2:]]
     if unknown:
         raise DataError(path, f"unknown C-MAPSS channel(s) {unknown}")
     idx = [CMAPSS_COLUMNS.index(c) for c in channels]
     series = []
     for f in files:
-        try:
-            table = np.loadtxt(f, dtype=np.float64, ndmin=2)
-        except ValueError as exc:
-            raise DataError(f, f"not a C-MAPSS table ({exc})") from exc
-        if table.shape[1] != len(CMAPSS_COLUMNS):
-            raise DataError(f, f"expected {len(CMAPSS_COLUMNS)} columns, got {table.shape[1]}")
+        table = read_cmapss_table(f)
         tag = f.stem.split("_")[-1].lower()
+        if f.stem.startswith("test_"):
+            tag = f"test-{tag}"
         for unit in np.unique(table[:, 0]):
             rows = table[table[:, 0] == unit]
             rows = rows[np.argsort(rows[:, 1], kind="stable")]
             engine = f"{tag}-{int(unit):03d}"
-            series.append(Series(engine, f.name, tuple(channels), rows[:, idx].copy()))
+            ts = (rows[:, 1] * CMAPSS_CYCLE_S * 1000).astype(np.int64)
+            series.append(Series(engine, f.name, tuple(channels), rows[:, idx].copy(), ts_ms=ts))
     units = {c: CMAPSS_UNITS.get(c, "") for c in channels}
     return Dataset("cmapss", "cmapss", tuple(series), tuple(files), hash_files(files), units)
 
@@ -339,13 +389,18 @@ def load_skab(path: Path) -> Dataset:
         names = tuple(header[k] for k in cols)
         if series and names != series[0].channels:
             raise DataError(f, f"channels {names} differ from {series[0].source}'s")
-        series.append(Series(f"skab-{_slug(f.stem)}", f.name, names, _floats(f, rows, cols)))
+        ts = parse_times(f, [r[header.index("timestamp")] for r in rows])
+        series.append(Series(f"skab-{_slug(f.stem)}", f.name, names, _floats(f, rows, cols),
+                             ts_ms=ts))
     units = {c: SKAB_UNITS.get(c, "") for c in series[0].channels}
     return Dataset("skab", "skab", tuple(series), tuple(files), hash_files(files), units)
 
 
 def load_nab(path: Path) -> Dataset:
-    """NAB-style CSVs (``timestamp,value``), searched recursively; one engine per file."""
+    """NAB-style CSVs (``timestamp,value``), searched recursively; one engine per file. In a
+    directory a series' ``source`` is its path below it (``realKnownCause/nyc_taxi.csv``, the
+    key of NAB's label files); event times as in the file (a few NAB files repeat or step
+    back a timestamp: kept as they are)."""
     files = [path] if path.is_file() else sorted(path.rglob("*.csv"))
     if not files:
         raise DataError(path, "no .csv files")
@@ -355,8 +410,10 @@ def load_nab(path: Path) -> Dataset:
         if header[:2] != ["timestamp", "value"]:
             raise DataError(f, f"expected header timestamp,value, got {header[:2]}")
         values = _floats(f, rows, [1])
-        engine = _slug(f.relative_to(path).with_suffix("").as_posix() if path.is_dir() else f.stem)
-        series.append(Series(engine, f.name, ("value",), values))
+        rel = f.relative_to(path).as_posix() if path.is_dir() else f.name
+        engine = _slug(rel.removesuffix(".csv") if path.is_dir() else f.stem)
+        ts = parse_times(f, [r[0] for r in rows])
+        series.append(Series(engine, rel, ("value",), values, ts_ms=ts))
     return Dataset("nab", "nab", tuple(series), tuple(files), hash_files(files))
 
 
@@ -396,7 +453,11 @@ def load_csv(
         for key, grp in groups.items():
             grp.sort(key=lambda r: _time_key(r[tcol]))
             engine = _slug(key) if ecol is not None else _slug(f.stem)
-            series.append(Series(engine, f.name, names, _floats(f, grp, cols)))
+            try:
+                ts: np.ndarray | None = parse_times(f, [r[tcol] for r in grp])
+            except DataError:
+                ts = None  # a time column that is neither a date nor a number: order only
+            series.append(Series(engine, f.name, names, _floats(f, grp, cols), ts_ms=ts))
     return Dataset(path.stem, "csv", tuple(series), tuple(files), hash_files(files))
 
 

@@ -42,6 +42,12 @@ EVALUATE: dict[str, tuple[str, str]] = {
     "nab": ("service.evaluation.nab", "stream a NAB-layout directory and score it with NAB"),
     "labeled": ("service.evaluation.labeled", "point-wise and NAB-style scores on labelled CSVs"),
     "lead-time": ("service.evaluation.lead_time", "alarm lead time on run-to-failure data"),
+    "simulated": ("service.evaluation.simulated",
+                  "the service's defaults on simulator data: faults caught, healthy quiet"),
+    "select": ("service.evaluation.selection",
+               "the selection procedure: choose the scoring defaults out of sample"),
+    "cut-cmapss": ("service.evaluation.cut_cmapss",
+                   "make a C-MAPSS test set and RUL file from a training file"),
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

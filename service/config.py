@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import kafka.codec
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.errors import ConfigError
@@ -169,50 +177,101 @@ class StateSettings(_Section):
         return None if v == "" else v
 
 
-class ScoringSettings(_Section):
-    """Scores are log-scaled tail probabilities of an engine's smoothed error under its own
-    long-run distribution: 0.25 is a 1-in-316 event, 0.3 1-in-1,000, 0.5 1-in-100,000
-    (see docs/scoring.md). Defaults were chosen on IMS, C-MAPSS and NAB."""
+class SettingError(ValueError):
+    """A value that breaks a rule between settings; ``setting`` names the one to change."""
 
-    scorer: Literal["likelihood", "gaussian", "telemanom", "likelihood-spikes"] = Field(
-        "likelihood",
-        description="Error-to-score method (HTM-style likelihood by default; "
-        "likelihood-spikes also scores each raw error, as evaluate nab does).",
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+        self.message = message
+
+
+class ScoringSettings(_Section):
+    """How prediction errors become scores and statuses (docs/scoring.md).
+
+    Scores are tenths of decades of improbability of an engine's smoothed error under its own
+    long-run error distribution: 0.25 is a 1-in-316 event, 0.3 1-in-1,000, 1.0 1-in-10^10,
+    and more is worse without limit. Durations are time spans in seconds, turned into
+    readings with each engine's own sampling interval (learned from its timestamps), so one
+    configuration means the same on 1-second and on hourly data. Counts in readings are
+    amounts of evidence, not durations. The defaults are the choice of the committed
+    selection procedure (``vibewatch evaluate select``; ``service/evaluation/selection.json``).
+    """
+
+    scorer: str = Field(
+        "likelihood-spikes",
+        description="Error-to-score method, one of the registry's (service.scoring.registry): "
+        "likelihood, likelihood-spikes, gaussian, telemanom.",
     )
-    warmup_readings: int = Field(30, ge=0, description="Readings per engine before any alarm.")
-    error_decay: float = Field(
-        0.001, gt=0, lt=1, description="EWMA rate of the long-run error distribution."
+    commission_s: float = Field(
+        600.0, ge=0, description="Commissioning: an engine's first seconds of readings (status "
+        "warmup) fit its error baseline; no alarm before it ends.",
     )
-    smoothing: float = Field(0.5, gt=0, le=1, description="EWMA rate of the short-term error.")
-    warning_score: float = Field(0.25, gt=0, lt=1, description="Score that raises a warning.")
-    alarm_score: float = Field(0.3, gt=0, lt=1, description="Score that raises an alarm.")
-    clear_score: float = Field(0.1, gt=0, lt=1, description="Score below which a status clears.")
-    hold_readings: int = Field(3, ge=1, description="Readings above a level before it is raised.")
-    clear_readings: int = Field(
-        0, ge=0, description="Readings below clear_score to clear (0: hold_readings)."
+    commission_readings: int = Field(
+        30, ge=2, description="Commissioning also needs at least this many readings "
+        "(statistics need samples, whatever the time span).",
     )
-    incident_readings: int = Field(
-        0, ge=0, description="Readings an alarm raised with a score >= incident_score is held "
-        "(one event per disturbance; 0: off).",
+    baseline_s: float = Field(
+        7 * 86_400.0, gt=0, description="Memory of the long-run error baseline, in seconds (the "
+        "weight of a learned reading decays by e per span). Only readings judged normal are "
+        "learned, each moving the baseline by at most 1 - exp(-interval/baseline_s).",
     )
-    incident_score: float = Field(
-        1.0, gt=0, le=1, description="Score of a raise that opens an incident."
+    smoothing: float = Field(
+        0.2, gt=0, le=1, description="EWMA rate per reading of the short-term error average "
+        "(evidence pooled over about 1/rate readings; 1.0 = none).",
+    )
+    warning_score: float = Field(0.3, gt=0, description="Score that, held, raises a warning; "
+                                 "readings scoring at or above it are not learned.")
+    alarm_score: float = Field(0.5, gt=0, description="Score that, held, raises an alarm.")
+    clear_score: float = Field(
+        0.1, gt=0, description="Score the last hold_readings readings must stay below for a "
+        "status to clear."
+    )
+    hold_readings: int = Field(
+        3, ge=1, description="Consecutive readings at or above a level before it is raised "
+        "(and at least this many below clear_score before a status clears).",
+    )
+    episode_readings: float = Field(
+        100.0, ge=0, description="Readings judged anomalous are held back from the baseline "
+        "while their episode lasts; once it is over, at most this many of them (a blip) are "
+        "learned as normal variability, more (a fault) are dropped.",
+    )
+    clear_s: float = Field(
+        3600.0, ge=0, description="Seconds without a reading at warning level or above (the "
+        "last hold_readings of them below clear_score) before a warning or alarm clears: one "
+        "alarm per disturbance, held while it lasts.",
     )
     channel_reduce: Literal["rms", "max"] = Field(
         "rms", description="Score the channels' RMS residual, or each channel and take the max."
     )
     spike_floor: float = Field(
-        60.0, gt=0, description="likelihood-spikes: decades of tail probability scoring 1.0."
+        60.0, gt=0, description="likelihood-spikes: decades of tail probability of one raw "
+        "error that score 1.0.",
     )
-    spike_decay: float = Field(
-        0.003, gt=0, lt=1, description="likelihood-spikes: EWMA rate of the raw-error baseline."
+    spike_s: float = Field(
+        86_400.0, gt=0, description="likelihood-spikes: memory of the raw-error baseline, in "
+        "seconds.",
     )
     telemanom_window: int = Field(100, ge=2, description="Ring length of the telemanom scorer.")
-    learn_from_anomalies: bool = Field(
-        True,
-        description="False: freeze the error baseline while an engine scores at warning level "
-        "or above, so a slowly developing fault keeps its alarm instead of being learned.",
-    )
+
+    @field_validator("scorer")
+    @classmethod
+    def _known_scorer(cls, name: str) -> str:
+        # Imported here: the registry's module imports this one for type hints only, and
+        # validation runs long after both are loaded.
+        from service.scoring.registry import SCORERS
+
+        if name not in SCORERS:
+            raise ValueError(f"unknown scorer {name!r}; choose from {sorted(SCORERS)}")
+        return name
+
+    @model_validator(mode="after")
+    def _levels_in_order(self) -> ScoringSettings:
+        if not self.clear_score < self.warning_score <= self.alarm_score:
+            raise SettingError(
+                "clear_score", "must satisfy clear_score < warning_score <= alarm_score"
+            )
+        return self
 
 
 class ApiSettings(_Section):
@@ -276,14 +335,10 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"])
+        rule = first.get("ctx", {}).get("error")
+        if isinstance(rule, SettingError):  # a rule between settings names its setting
+            raise ConfigError(f"{name}.{rule.setting}", rule.message) from exc
         raise ConfigError(name, first["msg"]) from exc
-    s = settings.scoring
-    if not s.clear_score < s.warning_score <= s.alarm_score:
-        raise ConfigError(
-            "scoring.clear_score", "must satisfy clear_score < warning_score <= alarm_score"
-        )
-    if not s.alarm_score <= s.incident_score:
-        raise ConfigError("scoring.incident_score", "must be at least alarm_score")
     codec = settings.kafka.compression
     if codec != "none" and not getattr(kafka.codec, f"has_{codec}")():
         raise ConfigError(

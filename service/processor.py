@@ -67,7 +67,7 @@ class Scorer(Protocol):
 
     def rebaseline(self, state: F64) -> F64: ...
 
-    def update(self, residuals: F64, state: F64) -> tuple[ScoreBatchLike, F64]: ...
+    def update(self, residuals: F64, state: F64, ts_ms: I64) -> tuple[ScoreBatchLike, F64]: ...
 
 
 @dataclass(slots=True)
@@ -171,7 +171,8 @@ class BatchProcessor:
         scored = slots[has]
         if scored.size:
             residuals = self.model.scaled_residual(x[has], store.last_pred[scored])
-            batch, new_state = self.scorer.update(residuals, store.score_state[scored])
+            ts_scored = ts[has]
+            batch, new_state = self.scorer.update(residuals, store.score_state[scored], ts_scored)
             store.score_state[scored] = new_state
             store.error[scored] = batch.error
             store.threshold[scored] = batch.threshold
@@ -180,7 +181,6 @@ class BatchProcessor:
             store.status[scored] = batch.status
             changed = np.flatnonzero(batch.changed)
             if changed.size:
-                ts_scored = ts[has]
                 store.status_since[scored[changed]] = ts_scored[changed]
                 for j in changed:
                     slot = int(scored[j])

@@ -36,6 +36,8 @@ class Fault:
     engine_id: str
     kind: str  # "wear" or "spike"
     onset: int
+    #: readings the fault lasts before the engine is repaired (None: to the end)
+    duration: int | None = None
 
     @classmethod
     def parse(cls, text: str, default_onset: int) -> Fault:
@@ -76,7 +78,7 @@ class Fleet:
         noise = self.rng.normal(0, 0.01, n)
         for i, f in self.faults:
             k = self.tick - f.onset
-            if k < 0:
+            if k < 0 or (f.duration is not None and k >= f.duration):
                 continue
             if f.kind == "wear":
                 rise = (k / 200.0) ** 2

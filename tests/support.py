@@ -51,6 +51,9 @@ def topic_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
         "VIBEWATCH_KAFKA__GROUP_ID": f"{prefix}.group",
         "VIBEWATCH_KAFKA__SESSION_TIMEOUT_MS": "6000",
         "VIBEWATCH_KAFKA__HEARTBEAT_INTERVAL_MS": "2000",
+        # The tests' fleets span seconds of event time: commissioning by its reading count
+        # (30) instead of the default 10 minutes, so their engines leave warm-up.
+        "VIBEWATCH_SCORING__COMMISSION_S": "0",
     }
     env.update(extra)
     return env

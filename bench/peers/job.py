@@ -189,7 +189,8 @@ class PeerJob:
             x2 = x[None, :]
             if st.has_pred:
                 residual = model.scaled_residual(x2, st.pred[None, :])
-                batch, new_score = scoring.update(residual, st.score[None, :])
+                batch, new_score = scoring.update(residual, st.score[None, :],
+                                                   np.array([ts], dtype=np.int64))
                 previous, st.status = st.status, int(batch.status[0])
                 st.score = new_score[0]
                 if batch.changed[0]:

@@ -50,7 +50,9 @@ class EngineOut(BaseModel):
     )
     error: float | None = Field(description=ERROR_DOC)
     score: float = Field(
-        ge=0, description="Anomaly score; higher is more anomalous (docs/scoring.md)."
+        ge=0, description="Anomaly score, no upper bound; higher is more anomalous "
+        "(tenths of decades of the hours of normal operation between such departures: "
+        "0.3 = once in 1,000 h; docs/scoring.md)."
     )
     status: Status
     status_since: datetime = Field(description="Event time the current status began.")

@@ -2,9 +2,11 @@
 
 Every ``*.csv`` under ``--data`` is one engine: a header row, a 0/1 label column
 (``--label``, default ``label``), an optional time column (``--time``, default
-``timestamp`` if present; it is not used for scoring) and channel columns (all other
-columns, or ``--channels``). Readings are streamed through the processor and scoring as in
-the service; the labels are only read to score the outcome.
+``timestamp``: its times are the event times when they parse, else one reading per second)
+and channel columns: ``--channels``, or every other column except known label columns
+(SKAB's ``anomaly`` and ``changepoint``, ...): labels are never inputs. The channels used
+are printed. Readings are streamed through the processor and scoring as in the service;
+the labels are only read to score the outcome.
 
 * Point-wise: a row is flagged when the status is at or above ``--level`` (alarm by
   default). Precision, recall, F1, false-alarm rate (flagged share of label-0 rows) and
@@ -24,60 +26,50 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from service.evaluation.common import ALARM, WARNING, add_common_arguments, onsets, out, run_series
-from service.evaluation.nab_data import DatasetError, read_columns
+from service.evaluation.common import (
+    ALARM,
+    WARNING,
+    add_scoring_arguments,
+    existing,
+    onsets,
+    out,
+    scoring_settings,
+)
+from service.evaluation.datasets import LABEL_COLUMNS, load_labeled
+from service.evaluation.nab_data import DatasetError
 from service.evaluation.nab_score import PROFILES, LabeledFile, score_corpus
+from service.evaluation.runs import (
+    PredictorSpec,
+    Recording,
+    add_predictor_arguments,
+    predictor_spec,
+)
+from service.evaluation.runs import run as run_streams
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+#: Labelled CSVs have channels in different units: each is standardised online, then an
+#: EWMA level is the prediction.
+MODEL = PredictorSpec("ewma", level_rate=0.01, standardise=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, required=True, help="directory of labelled CSVs")
+    parser.add_argument("--data", type=Path, nargs="+", required=True,
+                        help="labelled CSVs, or directories of them")
     parser.add_argument("--label", default="label", help="0/1 label column (default label)")
-    parser.add_argument("--time", default="timestamp", help="time column to ignore if present")
-    parser.add_argument("--channels", nargs="+", help="channel columns (default: all others)")
+    parser.add_argument("--time", default="timestamp",
+                        help="time column, if present (default timestamp)")
+    parser.add_argument("--channels", nargs="+",
+                        help="channel columns (default: all others except label columns: "
+                        f"{', '.join(sorted(LABEL_COLUMNS))})")
     parser.add_argument(
         "--level",
         choices=("alarm", "warning"),
         default="alarm",
         help="status that counts as a detection (default alarm)",
     )
-    add_common_arguments(parser)
-
-
-@dataclass(frozen=True)
-class LabeledSeries:
-    name: str
-    values: FloatArray  #: (T, C)
-    labels: BoolArray  #: (T,)
-
-
-def load_labeled(
-    data: Path, label: str, time: str, channels: list[str] | None
-) -> list[LabeledSeries]:
-    """Every CSV under ``data`` (sorted); raises DatasetError on a missing or bad column."""
-    paths = sorted(data.rglob("*.csv"))
-    if not paths:
-        raise DatasetError(data, "no CSV files")
-    result = []
-    for path in paths:
-        cols = read_columns(path)
-        if label not in cols:
-            raise DatasetError(path, f"no label column {label!r}")
-        names = channels or [c for c in cols if c not in (label, time) and c]
-        missing = [c for c in names if c not in cols]
-        if missing or not names:
-            raise DatasetError(path, f"missing channel columns {missing or 'all'}")
-        try:
-            values = np.array([[float(v) for v in cols[c]] for c in names]).T
-            labels = np.array([float(v) for v in cols[label]]) > 0.5
-        except ValueError as exc:
-            raise DatasetError(path, f"non-numeric value: {exc}") from exc
-        if not np.all(np.isfinite(values)):
-            raise DatasetError(path, "non-finite channel value")
-        result.append(LabeledSeries(str(path.relative_to(data)), values, labels))
-    return result
+    add_predictor_arguments(parser, MODEL)
+    add_scoring_arguments(parser)
 
 
 def onset_windows(labels: BoolArray) -> tuple[tuple[int, int], ...]:
@@ -115,16 +107,19 @@ def point_scores(flags: BoolArray, labels: BoolArray) -> PointScores:
 
 
 def run(args: argparse.Namespace) -> int:
-    series = load_labeled(args.data, args.label, args.time, args.channels)
-    n_ch = {s.values.shape[1] for s in series}
+    series = [s for path in args.data
+              for s in load_labeled(existing(path, "--data"), args.label, args.time,
+                                    args.channels)]
+    n_ch = {s.channels for s in series}
     if len(n_ch) != 1:
-        raise DatasetError(args.data, f"files have different channel counts {sorted(n_ch)}")
+        raise DatasetError(args.data[0], f"files have different channels {sorted(n_ch)}")
     level = ALARM if args.level == "alarm" else WARNING
-    traces = run_series(
-        args,
-        [s.values for s in series],
-        [s.name for s in series],
-        standardise=n_ch.pop() > 1 or args.predictor == "lstm",
+    spec = predictor_spec(args, MODEL)
+    out(f"channels: {', '.join(series[0].channels)} (label {args.label!r} is not an input)")
+    out(f"model: {spec.describe()}")
+    traces = run_streams(
+        spec, scoring_settings(args),
+        [Recording(s.name, s.values, s.ts_ms) for s in series],
     )
     flags = [t.status >= level for t in traces]
     labels = [s.labels for s in series]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from models.data import DataError
+from models.data import load_nab as load_series
 from service.errors import VibewatchError
 from service.evaluation.nab_score import LabeledFile, window_rows
 
@@ -39,6 +40,7 @@ class NabFile:
     timestamps: tuple[str, ...]
     values: FloatArray
     labeled: LabeledFile
+    ts_ms: npt.NDArray[np.int64]  #: event times (epoch ms) as in the file
 
     @property
     def labels(self) -> npt.NDArray[np.int8]:
@@ -47,14 +49,6 @@ class NabFile:
         for lo, hi in self.labeled.windows:
             out[lo : hi + 1] = 1
         return out
-
-
-def _parse_times(stamps: Sequence[str], path: Path) -> npt.NDArray[np.datetime64]:
-    try:
-        times = np.array([np.datetime64(s.strip().replace(" ", "T")) for s in stamps])
-    except ValueError as exc:
-        raise DatasetError(path, f"bad timestamp: {exc}") from exc
-    return times
 
 
 def read_columns(path: Path) -> dict[str, list[str]]:
@@ -75,35 +69,31 @@ def read_columns(path: Path) -> dict[str, list[str]]:
 
 
 def load_nab(data_dir: Path) -> list[NabFile]:
-    """Every ``data/<category>/*.csv`` of a NAB-layout directory, sorted by name.
-
-    Files missing from the labels file get no windows. Raises DatasetError on a bad layout.
-    """
+    """Every ``data/<category>/*.csv`` of a NAB-layout directory, sorted by name, with its
+    labels resolved to rows (the files are read by ``models.data.load_nab``, the project's
+    one NAB reader). Files missing from the labels file get no windows. Raises DatasetError
+    on a bad layout."""
     labels_path = data_dir / "labels" / "combined_windows.json"
     try:
         windows: dict[str, list[list[str]]] = json.loads(labels_path.read_text())
     except (OSError, ValueError) as exc:
         raise DatasetError(labels_path, f"cannot read labels: {exc}") from exc
-    paths = sorted((data_dir / "data").glob("*/*.csv"))
-    if not paths:
+    if not sorted((data_dir / "data").glob("*/*.csv")):
         raise DatasetError(data_dir / "data", "no data/<category>/*.csv files")
+    try:
+        ds = load_series(data_dir / "data")
+    except DataError as exc:
+        raise DatasetError(Path(exc.path), str(exc).split(": ", 1)[-1]) from exc
     out = []
-    for path in paths:
-        name = f"{path.parent.name}/{path.name}"
-        cols = read_columns(path)
-        if "timestamp" not in cols or "value" not in cols:
-            raise DatasetError(path, "needs columns timestamp,value")
-        try:
-            values = np.array([float(v) for v in cols["value"]], dtype=np.float64)
-        except ValueError as exc:
-            raise DatasetError(path, f"bad value: {exc}") from exc
-        times = _parse_times(cols["timestamp"], path)
+    for series in sorted(ds.series, key=lambda x: x.source):
+        name = series.source
+        assert series.ts_ms is not None
+        times = series.ts_ms.astype("datetime64[ms]")
+        stamps = tuple(str(t.astype("datetime64[s]")).replace("T", " ") for t in times)
+        values = np.asarray(series.values[:, 0], dtype=np.float64)
         rows = window_rows(times, windows.get(name, []))
-        out.append(
-            NabFile(
-                name, tuple(cols["timestamp"]), values, LabeledFile(name, len(values), tuple(rows))
-            )
-        )
+        out.append(NabFile(name, stamps, values, LabeledFile(name, len(values), tuple(rows)),
+                           series.ts_ms))
     return out
 
 

@@ -145,19 +145,27 @@ class LevelAndSeason:
 
     Feed the signal twice (``x[:, 0] == x[:, 1]``) and score the channels separately
     (``channel_reduce="max"``): the level view catches spikes and shifts, the seasonal view
-    a daily pattern that breaks. State per engine: ``[count, level, profile[period]]``, fixed.
+    a daily pattern that breaks. With ``robust`` > 0 each update of the level and the
+    profile is capped at that many typical deviations (a running mean of the capped
+    deviations), so one huge spike does not drag them for hundreds of readings.
+    State per engine: ``[count, level, typical deviation, profile[period]]``, fixed.
     """
 
     version = "level-and-season"
 
-    def __init__(self, period: int, rate: float = 0.01, season_rate: float = 1.0) -> None:
+    def __init__(
+        self, period: int, rate: float = 0.01, season_rate: float = 1.0, robust: float = 0.0
+    ) -> None:
         if period < 1:
             raise ValueError("period must be >= 1")
         if not 0 < season_rate <= 1:
             raise ValueError("need 0 < season_rate <= 1")
+        if robust < 0:
+            raise ValueError("need robust >= 0")
         self.period = period
         self.rate = rate
         self.season_rate = season_rate
+        self.robust = robust
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -165,7 +173,7 @@ class LevelAndSeason:
 
     @property
     def state_size(self) -> int:
-        return 2 + self.period
+        return 3 + self.period
 
     def zero_state(self, n: int) -> F32:
         return np.zeros((n, self.state_size), dtype=np.float32)
@@ -174,18 +182,34 @@ class LevelAndSeason:
         v = np.asarray(x, dtype=np.float64)[:, 0]
         count = state[:, 0].astype(np.int64)
         level = state[:, 1].astype(np.float64)
-        level = np.where(count > 0, level + self.rate * (v - level), v)
+        scale = state[:, 2].astype(np.float64)
+        d = v - level
+        if self.robust:
+            # Huber-style: an innovation counts at most ``robust`` times the typical one, so
+            # one huge spike neither drags the level nor the profile for hundreds of readings;
+            # the typical size follows what it sees (a real shift widens it within tens of
+            # readings, and the level follows).
+            lim = np.where(count > 1, self.robust * scale, np.inf)
+            d_used = np.clip(d, -lim, lim)
+            new_scale = np.where(count > 0, scale + self.rate * (np.abs(d_used) - scale), 0.0)
+        else:
+            lim = np.full(len(v), np.inf)
+            d_used = d
+            new_scale = scale
+        level = np.where(count > 0, level + self.rate * d_used, v)
         new = state.copy()
         rows = np.arange(len(v))
-        slot = 2 + count % self.period
+        slot = 3 + count % self.period
         # The first period fills the profile; later ones update it (exactly, at rate 1.0).
         old = state[rows, slot].astype(np.float64)
-        learned = v if self.season_rate == 1.0 else old + self.season_rate * (v - old)
+        inc = np.clip(v - old, -lim, lim)
+        learned = v if self.season_rate == 1.0 else old + self.season_rate * inc
         new[rows, slot] = np.where(count >= self.period, learned, v)
         new[:, 0] = count + 1
         new[:, 1] = level
+        new[:, 2] = new_scale
         # The profile at the next reading's phase.
-        upcoming = new[rows, 2 + (count + 1) % self.period].astype(np.float64)
+        upcoming = new[rows, 3 + (count + 1) % self.period].astype(np.float64)
         season = np.where(count + 1 >= self.period, upcoming, level)
         return np.stack([level, season], axis=1), new
 
@@ -203,7 +227,7 @@ class LevelSeasonAndRange(LevelAndSeason):
     readings on (before that the residuals are 0).
 
     Feed the signal four times and score the channels apart (``channel_reduce="max"``).
-    State per engine: ``[count, level, profile[period], low, high]``, fixed.
+    State per engine: ``[count, level, typical deviation, profile[period], low, high]``.
     """
 
     version = "level-season-range"
@@ -215,8 +239,9 @@ class LevelSeasonAndRange(LevelAndSeason):
         season_rate: float = 1.0,
         tolerance: float = 0.2,
         warmup: int | None = None,
+        robust: float = 0.0,
     ) -> None:
-        super().__init__(period, rate, season_rate)
+        super().__init__(period, rate, season_rate, robust)
         if tolerance < 0:
             raise ValueError("need tolerance >= 0")
         self.tolerance = tolerance
@@ -228,7 +253,7 @@ class LevelSeasonAndRange(LevelAndSeason):
 
     @property
     def state_size(self) -> int:
-        return 4 + self.period
+        return 5 + self.period
 
     def step(self, x: F64, state: F32) -> tuple[F64, F32]:
         views, new = super().step(x, state)
@@ -269,15 +294,16 @@ def make_predictor(
     period: int = 1,
     season_rate: float = 1.0,
     range_tolerance: float = 0.0,
+    robust: float = 0.0,
 ) -> StepModel:
     """Build a predictor by name; ``lstm`` loads the artifact at ``model_path``.
 
     ``seasonal`` with ``range_tolerance`` > 0 adds the range view (four channels).
     """
     if name == "seasonal" and range_tolerance > 0:
-        return LevelSeasonAndRange(period, rate, season_rate, range_tolerance)
+        return LevelSeasonAndRange(period, rate, season_rate, range_tolerance, robust=robust)
     if name == "seasonal":
-        return LevelAndSeason(period, rate, season_rate)
+        return LevelAndSeason(period, rate, season_rate, robust)
     if name == "last-value":
         return LastValue(channels)
     if name == "ewma":

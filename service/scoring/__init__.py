@@ -1,7 +1,8 @@
-"""Anomaly scoring: per-engine prediction errors -> score in [0, 1] -> status with hysteresis.
+"""Anomaly scoring: per-engine prediction errors -> score -> status with hysteresis.
 
 ``EngineScoring`` is what the pipeline calls; the scorers in ``service.scoring.scorers``
-follow River's contract (score before learn, higher = more anomalous, thresholds wrap scorers).
+follow River's contract (score before learn, higher = more anomalous, thresholds wrap
+scorers) and are registered by name in ``service.scoring.registry``.
 """
 
 from service.scoring.engine import STATUS_ORDER, EngineScoring, ScoreBatch

@@ -1,8 +1,13 @@
 """Per-engine scoring as the service runs it: residuals -> error -> score -> status.
 
 All scoring state of an engine is one float64 row (it is checkpointed to the state
-changelog), laid out as ``[readings | scorer state | status state]``.
-Memory per engine is ``state_size`` floats, fixed at construction.
+changelog), laid out as ``[pace | scorer state | status state]``, where the pace columns are
+``[seen, readings, last_ts_ms, interval_s, commission_start_ms]``. Memory per engine is
+``state_size`` floats, fixed at construction.
+
+Time: every reading comes with its event time. The engine's sampling interval is learned
+from them (a running median of the steps between readings), so the settings' time spans
+(commissioning, baseline memory, clearing) mean the same whatever the engine's rate.
 """
 
 from __future__ import annotations
@@ -14,18 +19,19 @@ import numpy.typing as npt
 
 from service.config import ScoringSettings
 from service.domain import Status
-from service.scoring.params import ScoringParams
-from service.scoring.scorers import (
-    AnomalyLikelihood,
-    GaussianTail,
-    LikelihoodWithSpikes,
-    NonparametricThreshold,
-    Scorer,
-)
+from service.scoring.registry import build_scorer
+from service.scoring.scorers import Scorer
 from service.scoring.stats import FloatArray, const
 from service.scoring.status import StatusMachine
 
-_C_ONE = const(1.0)
+_C_ZERO, _C_ONE, _C_MS = const(0.0), const(1.0), const(0.001)
+#: Step of the running median of an engine's sampling interval: each reading moves the
+#: estimate by this fraction towards its own step, so a change of rate by 10x is learned in
+#: about 50 readings and a single gap or burst moves it by 5 % only.
+INTERVAL_STEP = 0.05
+#: Columns of the pace block.
+SEEN, COUNT, LAST_TS, INTERVAL, START, EPISODE = range(6)
+PACE_SIZE = 6
 
 #: Status code = index into this tuple.
 STATUS_ORDER: tuple[Status, ...] = (Status.WARMUP, Status.NORMAL, Status.WARNING, Status.ALARM)
@@ -37,7 +43,7 @@ class ScoreBatch:
 
     error: FloatArray  #: (n,) the error statistic the scorer compared (e.g. smoothed error)
     threshold: FloatArray  #: (n,) error level at which the score reaches the alarm level
-    score: FloatArray  #: (n,) anomaly score in [0, 1]; higher = more anomalous
+    score: FloatArray  #: (n,) anomaly score >= 0; higher = more anomalous (0 while commissioning)
     status: npt.NDArray[np.int8]  #: (n,) index into STATUS_ORDER
     changed: npt.NDArray[np.bool_]  #: (n,) status differs from before this reading
 
@@ -52,60 +58,59 @@ def reduce_residuals(residuals: FloatArray) -> FloatArray:
     return np.sqrt(out, out=out)
 
 
-def build_scorer(params: ScoringParams) -> Scorer:
-    """The scorer named by ``params.scorer``, configured from ``params``."""
-    if params.scorer == "gaussian":
-        return GaussianTail(decay=params.error_decay, min_count=2)
-    if params.scorer == "telemanom":
-        return NonparametricThreshold(
-            window=params.telemanom_window, smoothing=params.smoothing, level=params.alarm_score
-        )
-    if params.scorer == "likelihood-spikes":
-        return LikelihoodWithSpikes(
-            short=params.smoothing,
-            long=params.error_decay,
-            learning=params.warmup_readings,
-            spike_floor=params.spike_floor,
-            spike_decay=params.spike_decay,
-        )
-    return AnomalyLikelihood(
-        short=params.smoothing, long=params.error_decay, learning=params.warmup_readings
-    )
-
-
 class EngineScoring:
     """Turns one residual row per engine into scores and statuses; vectorised over engines.
 
-    Called by the pipeline once per batch with the residuals of all engines that got a
-    reading. ``update`` is pure: it returns the new state rows and the caller writes them back.
+    Called by the pipeline once per batch with the residuals and event times of all engines
+    that got a reading. ``update`` is pure: it returns the new state rows and the caller
+    writes them back.
+
+    What it learns, and when: during commissioning (an engine's first ``commission_s``
+    seconds and at least ``commission_readings`` readings, status warmup) every reading is
+    learned. After it, only readings scoring below ``warning_score`` are: a fault in
+    progress is never learned as normal, so it stays in alarm however long it lasts, and a
+    restart, a replay or a second fault meets the same baseline as the first. Even normal
+    readings move the baseline by at most ``1 - exp(-interval/baseline_s)`` each.
     """
 
     def __init__(
         self,
-        settings: ScoringSettings | ScoringParams,
+        settings: ScoringSettings,
         n_channels: int,
         scorer: Scorer | None = None,
+        views: bool = False,
+        model_warmup_s: float = 0.0,
     ) -> None:
-        self.params = ScoringParams.from_settings(settings)
+        """``views``: the model's channels are alternative predictions of one signal (the
+        evaluations' seasonal model), always scored apart whatever ``channel_reduce`` says.
+        ``model_warmup_s``: how long the model needs before its predictions mean anything (a
+        seasonal model: one period); commissioning lasts at least that long."""
+        self.settings = settings
         self.n_channels = n_channels
-        self.scorer: Scorer = scorer if scorer is not None else build_scorer(self.params)
-        p = self.params
+        self.scorer: Scorer = scorer if scorer is not None else build_scorer(settings)
+        s = settings
         self.status = StatusMachine(
-            warmup=p.warmup_readings,
-            warning=p.warning_score,
-            alarm=p.alarm_score,
-            clear=p.clear_score,
-            hold=p.hold_readings,
-            clear_hold=p.clear_readings or p.hold_readings,
-            incident=p.incident_readings,
-            incident_score=p.incident_score,
+            warning=s.warning_score,
+            alarm=s.alarm_score,
+            clear=s.clear_score,
+            hold=s.hold_readings,
+            clear_ms=s.clear_s * 1000.0,
         )
         #: scored streams per engine: one (RMS over channels) or one per channel ("max")
-        self._k = n_channels if p.channel_reduce == "max" else 1
-        self._s0 = 1
+        self._k = n_channels if views or s.channel_reduce == "max" else 1
+        self._s0 = PACE_SIZE
         self._s1 = self._s0 + self.scorer.state_size * self._k
         #: floats per engine; fixed for the life of this object
         self.state_size = self._s1 + self.status.state_size
+        self._c = {
+            k: const(v)
+            for k, v in {
+                "readings": s.commission_readings,
+                "commission_ms": max(s.commission_s, model_warmup_s) * 1000.0,
+                "warning": s.warning_score, "inf": np.inf, "eta": INTERVAL_STEP,
+
+            }.items()
+        }  # fmt: skip
 
     def init_state(self, n: int) -> FloatArray:
         """State rows for ``n`` engines that have seen no reading (status warmup)."""
@@ -115,25 +120,50 @@ class EngineScoring:
         return state
 
     def rebaseline(self, state: FloatArray) -> FloatArray:
-        """What an operator's re-baseline does to engines' scoring rows: commissioning
-        starts afresh (the rows are those of new engines)."""
-        return self.init_state(len(state))
+        """New rows for engines an operator re-baselines (after maintenance, say).
 
-    def update(self, residuals: FloatArray, state: FloatArray) -> tuple[ScoreBatch, FloatArray]:
-        """Score one reading per engine, then learn from it.
+        The engines start commissioning afresh from their next reading: the error baseline
+        and the status history are dropped (status warmup), while what describes the
+        stream rather than the machine is kept: the learned sampling interval and the last
+        event time. ``state`` is ``(n, state_size)``; it is not modified.
+        """
+        if state.ndim != 2 or state.shape[1] != self.state_size:
+            raise ValueError(f"state must be (n, {self.state_size}), got {state.shape}")
+        new = self.init_state(len(state))
+        for col in (SEEN, LAST_TS, INTERVAL):
+            new[:, col] = state[:, col]
+        return new
+
+    def interval_s(self, state: FloatArray) -> FloatArray:
+        """Each engine's learned sampling interval in seconds (0: not known yet)."""
+        out: FloatArray = state[:, INTERVAL].copy()
+        return out
+
+    def update(
+        self, residuals: FloatArray, state: FloatArray, ts_ms: npt.NDArray[np.int64]
+    ) -> tuple[ScoreBatch, FloatArray]:
+        """Score one reading per engine, then learn from it if it is judged normal.
 
         ``residuals`` is ``(n, C)``: actual minus predicted in the model's scaled units, each
-        engine at most once; ``state`` is those engines' ``(n, state_size)`` rows. Returns the
-        scores and the new rows. The reading is scored against statistics that have not yet
-        seen it. Raises ValueError on shape mismatch.
+        engine at most once; ``state`` is those engines' ``(n, state_size)`` rows; ``ts_ms``
+        the readings' event times (epoch ms, ``(n,)`` int64, increasing per engine). Returns
+        the scores and the new rows. The reading is scored against statistics that have not
+        yet seen it. Raises ValueError on shape mismatch.
         """
         residuals = np.asarray(residuals, dtype=np.float64)
         if residuals.ndim != 2 or residuals.shape[1] != self.n_channels:
             raise ValueError(f"residuals must be (n, {self.n_channels}), got {residuals.shape}")
-        if state.shape != (residuals.shape[0], self.state_size):
-            raise ValueError(f"state must be (n, {self.state_size}), got {state.shape}")
         n, k = residuals.shape[0], self._k
+        if state.shape != (n, self.state_size):
+            raise ValueError(f"state must be (n, {self.state_size}), got {state.shape}")
+        ts = np.asarray(ts_ms).astype(np.float64)
+        if ts.shape != (n,):
+            raise ValueError(f"ts_ms must be ({n},), got {ts.shape}")
         s0, s1 = self._s0, self._s1
+        c = self._c
+        new_state = np.empty_like(state)
+        warm, interval = self._pace(state, ts, new_state)
+
         # RMS over channels, or each channel's |residual| scored on its own (then the max).
         raw = reduce_residuals(residuals) if k == 1 else np.abs(residuals).reshape(-1)
         # A non-finite error (a model blow-up) must not poison the statistics for good:
@@ -142,43 +172,84 @@ class EngineScoring:
         all_finite = np.count_nonzero(finite) == finite.size  # usual: nothing to mask
         if not all_finite:
             raw = np.where(finite, raw, 0.0)
+        # Learn everything while commissioning, afterwards only what scores below warning;
+        # the others are held back until their episode is over (``scorers.Baseline``).
+        episode = state[:, EPISODE]
+        held = episode > _C_ZERO
+        learn_below: FloatArray = c["warning"]
+        if np.count_nonzero(warm):
+            held &= ~warm
+            learn_below = np.where(warm, c["inf"], c["warning"])
+        if k > 1:
+            if learn_below.ndim:
+                learn_below = np.repeat(learn_below, k)
+            interval = np.repeat(interval, k)
+            held_k = np.repeat(held, k)
+        else:
+            held_k = held
+        if not all_finite:
+            learn_below = np.where(finite, learn_below, -np.inf)
         sc_state = state[:, s0:s1].reshape(n * k, -1)
-        # score, explanation and learning in one pass over the scorer's intermediates
         scores, values, thresholds, learned = self.scorer.step_many(
-            raw, sc_state, self.params.alarm_score
+            raw, sc_state, interval, self.settings.alarm_score, learn_below, held_k
         )
-        if not all_finite:
-            scores = np.where(finite, scores, 1.0)
-        cols = self.scorer.baseline_columns
-        if not self.params.learn_from_anomalies and cols:
-            # A developing fault must not become the baseline it is measured against: while
-            # a reading scores at warning level or above, the long-run statistics stay put
-            # (the short-term average still follows the readings).
-            hold = scores >= self.params.warning_score
-            if np.count_nonzero(hold):
-                idx = np.asarray(cols)
-                kept = learned[:, idx]
-                kept[hold] = sc_state[hold][:, idx]
-                learned[:, idx] = kept
-        if not all_finite:
-            learned = np.where(finite[:, None], learned, sc_state)
         if k == 1:
             score, value, threshold = scores, values, thresholds
+            bad: npt.NDArray[np.bool_] = ~finite
         else:
             worst = np.argmax(scores.reshape(n, k), axis=1)[:, None]
             score = np.take_along_axis(scores.reshape(n, k), worst, axis=1)[:, 0]
             value = np.take_along_axis(values.reshape(n, k), worst, axis=1)[:, 0]
             threshold = np.take_along_axis(thresholds.reshape(n, k), worst, axis=1)[:, 0]
-
-        new_state = np.empty_like(state)
-        np.add(state[:, 0], _C_ONE, out=new_state[:, 0])
+            bad = np.logical_not(finite.reshape(n, k).all(axis=1))
+        if np.count_nonzero(warm):
+            score = np.where(warm, 0.0, score)  # no score counts before commissioning ends
+        if not all_finite:
+            score = np.where(bad, 1.0, score)
         new_state[:, s0:s1] = learned.reshape(n, -1)
-        status = self.status.update_into(score, state[:, s1:], new_state[:, s1:])
+        status = self.status.update_into(score, state[:, s1:], new_state[:, s1:], ts, warm)
+        # Episodes: begin at the first reading at warning level or above (after
+        # commissioning), end when the engine is normal again with a reading below it.
+        high = (score >= c["warning"]) & ~warm
+        over = (status <= 1.0) & ~high
+        new_state[:, EPISODE] = np.where(over, _C_ZERO, np.where(high, _C_ONE, episode))
         batch = ScoreBatch(
             error=value,
             threshold=threshold,
             score=score,
             status=status.astype(np.int8),
-            changed=status != state[:, s1 + 1],
+            changed=status != state[:, s1],
         )
         return batch, new_state
+
+    def _pace(
+        self, state: FloatArray, ts: FloatArray, out: FloatArray
+    ) -> tuple[npt.NDArray[np.bool_], FloatArray]:
+        """The pace columns after this reading, written into ``out``; returns which engines
+        are still commissioning and every engine's sampling interval (seconds)."""
+        c = self._c
+        step = ts - state[:, LAST_TS]
+        step *= _C_MS
+        old = state[:, INTERVAL]
+        # Running median of the steps: 5 % towards each step; the first step sets it.
+        interval = np.sign(step - old)
+        interval *= c["eta"] * old
+        interval += old
+        odd = old <= _C_ZERO  # no interval yet
+        if np.count_nonzero(odd):
+            seen = state[:, SEEN] > _C_ZERO
+            first = odd & seen & (step > _C_ZERO)
+            interval = np.where(first, step, np.where(odd, old, interval))
+        np.add(state[:, COUNT], _C_ONE, out=out[:, COUNT])
+        count = out[:, COUNT]
+        start = state[:, START]
+        if np.count_nonzero(count == _C_ONE):  # engines starting (or re-starting) commissioning
+            start = np.where(count == _C_ONE, ts, start)
+        warm = count < c["readings"]
+        elapsed = ts - start
+        warm |= elapsed < c["commission_ms"]
+        np.add(state[:, SEEN], _C_ONE, out=out[:, SEEN])
+        out[:, LAST_TS] = ts
+        out[:, INTERVAL] = interval
+        out[:, START] = start
+        return warm, interval

@@ -68,7 +68,7 @@ def test_the_number_check_catches_a_copied_threshold() -> None:
 
 def test_the_service_exports_the_levels_of_its_settings() -> None:
     settings = load_settings(scoring={"warning_score": 0.41, "alarm_score": 0.52,
-                                      "clear_score": 0.2, "incident_score": 0.9})
+                                      "clear_score": 0.2})
     registry = CollectorRegistry()
     Runtime(settings, registry=registry)
     for level in ("warning", "alarm", "clear"):

@@ -183,3 +183,24 @@ def test_a_glob_pattern_selects_files(tmp_path: Path) -> None:
     assert [s.engine_id for s in ds.series] == ["other-1", "valve1-0", "valve1-1"]
     with pytest.raises(DataError, match="no such file"):
         load(f"csv:{tmp_path}/nothing*.csv")
+
+
+def test_series_carry_their_event_times(tmp_path: Path) -> None:
+    """The scoring's settings are time spans: every loader with a clock passes it on."""
+    ims = load_ims(IMS)
+    s = next(x for x in ims.series if x.engine_id == "ims2-bearing-1")
+    assert s.ts_ms is not None and s.ts_ms.shape == (len(s),)
+    assert set(np.diff(s.ts_ms)) == {600_000}  # test 2: a snapshot every 10 minutes
+    nab_dir = tmp_path / "nab"
+    write(nab_dir / "cat" / "a.csv",
+          "timestamp,value\n2014-04-01 00:00:00,1\n2014-04-01 00:05:00,2\n")
+    (series,) = load_nab(nab_dir).series
+    assert series.ts_ms is not None
+    assert series.source == "cat/a.csv"  # the key of NAB's label files
+    assert list(series.ts_ms) == [1396310400000, 1396310700000]
+    rows = [f"{u} {c} 0 0 100 " + " ".join(["1.0"] * 21) for u in (1, 2) for c in (1, 2, 3)]
+    test = write(tmp_path / "test_FD009.txt", "\n".join(rows) + "\n")
+    ds = load_cmapss(test)
+    assert ds.series[0].ts_ms is not None
+    assert [x.engine_id for x in ds.series] == ["test-fd009-001", "test-fd009-002"]
+    assert list(ds.series[0].ts_ms) == [3_600_000, 7_200_000, 10_800_000]  # a cycle an hour

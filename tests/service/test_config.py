@@ -11,8 +11,6 @@ import pytest
 
 from service.config import ScoringSettings, load_settings
 from service.errors import ConfigError
-from service.evaluation.nab import NAB_DEFAULTS
-from service.scoring.params import ScoringParams
 from tests.secure_kafka import make_certificates
 
 
@@ -26,7 +24,9 @@ from tests.secure_kafka import make_certificates
         ({"state": {"window": 1}}, "state.window"),
         ({"scoring": {"scorer": "magic"}}, "scoring.scorer"),
         ({"scoring": {"clear_score": 0.5, "warning_score": 0.4}}, "scoring.clear_score"),
-        ({"scoring": {"incident_score": 0.2}}, "scoring.incident_score"),
+        ({"scoring": {"commission_readings": 1}}, "scoring.commission_readings"),
+        ({"scoring": {"baseline_s": 0}}, "scoring.baseline_s"),
+        ({"scoring": {"alarm_score": 0.2}}, "scoring.clear_score"),
         ({"state": {"trim_interval_s": -1}}, "state.trim_interval_s"),
         ({"kafka": {"heartbeat_interval_ms": 5000, "session_timeout_ms": 6000}},
          "kafka.heartbeat_interval_ms"),
@@ -57,16 +57,23 @@ def test_bad_environment_value_is_named(monkeypatch: pytest.MonkeyPatch) -> None
         load_settings()
 
 
-def test_the_service_can_run_every_scoring_configuration_the_evaluations_use() -> None:
-    """Every scoring knob is a service setting, with the same default, and the NAB
-    configuration (scorer, incidents, ...) can be set on the service."""
-    params, settings = ScoringParams(), ScoringSettings()
-    for name, default in vars(params).items():
-        assert getattr(settings, name) == default, name
-    nab: dict[str, Any] = {k: v for k, v in NAB_DEFAULTS.items() if hasattr(params, k)}
-    assert nab, "NAB_DEFAULTS names no scoring field"
-    loaded = load_settings(scoring=nab).scoring
-    assert ScoringParams.from_settings(loaded) == ScoringParams(**nab)
+def test_scoring_settings_check_themselves_wherever_they_are_built() -> None:
+    """One settings definition: the rules hold for the evaluations' settings too."""
+    with pytest.raises(ValueError, match="clear_score"):
+        ScoringSettings(clear_score=0.3, warning_score=0.25)
+    with pytest.raises(ValueError, match="unknown scorer"):
+        ScoringSettings(scorer="nope")
+
+
+def test_every_scoring_setting_is_an_evaluation_option(capsys: pytest.CaptureFixture[str]) -> None:
+    from service.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "lead-time", "--help"])
+    text = capsys.readouterr().out
+    for name, field in ScoringSettings.model_fields.items():
+        assert "--" + name.replace("_", "-") in text, name
+        assert field.description, name
 
 
 # Security, replication and identity (issue 15) ------------------------------------------------

@@ -21,7 +21,7 @@ T0 = 1_795_608_000_000
 
 def _fed(max_series: int, engines: list[str]) -> tuple[Metrics, BatchProcessor]:
     model = FakeStepModel()
-    scoring = EngineScoring(ScoringSettings(warmup_readings=2), 1)
+    scoring = EngineScoring(ScoringSettings(commission_readings=2, commission_s=0), 1)
     store = EngineStore(window=8, channels=1, model_state_size=model.state_size,
                         score_state_size=scoring.state_size)
     processor = BatchProcessor(model, scoring, store, STATUS_ORDER, clock=lambda: 1.0)

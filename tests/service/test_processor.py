@@ -17,7 +17,7 @@ T0 = 1_795_608_000_000
 
 def _processor(window: int = 8, max_gap_ms: int = 0) -> BatchProcessor:
     model = FakeStepModel()
-    scoring = EngineScoring(ScoringSettings(warmup_readings=5), 1)
+    scoring = EngineScoring(ScoringSettings(commission_readings=5, commission_s=0), 1)
     store = EngineStore(window=window, channels=1, model_state_size=model.state_size,
                         score_state_size=scoring.state_size)
     return BatchProcessor(model, scoring, store, STATUS_ORDER, max_gap_ms=max_gap_ms,

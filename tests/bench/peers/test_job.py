@@ -18,6 +18,8 @@ needs_artifact = pytest.mark.skipif(
     not (DEFAULT_ARTIFACT / "manifest.json").is_file(), reason="no default model artifact"
 )
 T0 = 1_795_608_000_000
+#: 20 s between readings: the 60 readings span the default commissioning (600 s) and more
+STEP_MS = 20_000
 
 
 def _series(engines: int, ticks: int) -> np.ndarray:
@@ -40,7 +42,7 @@ def test_job_matches_the_service_reading_for_reading() -> None:
         for i, e in enumerate(ids):
             # the state goes through bytes every message, as in a framework's store
             state, events = job.apply(e, job.decode_state(stored.get(e)),
-                                      [(T0 + t * 1000, np.array([values[t, i]]))])
+                                      [(T0 + t * STEP_MS, np.array([values[t, i]]))])
             stored[e] = state.to_bytes()
             peer_events += events
 
@@ -49,7 +51,7 @@ def test_job_matches_the_service_reading_for_reading() -> None:
     proc = BatchProcessor(job.model, job.scoring, store, STATUS_ORDER)
     service_events = []
     for t in range(ticks):
-        result = proc.process([Reading(e, T0 + t * 1000, {"vibration": float(values[t, i])})
+        result = proc.process([Reading(e, T0 + t * STEP_MS, {"vibration": float(values[t, i])})
                                for i, e in enumerate(ids)], [0] * engines)
         service_events += result.events
 
@@ -67,7 +69,7 @@ def test_job_matches_the_service_reading_for_reading() -> None:
         np.testing.assert_allclose(st.model, store.model_state[slot], rtol=0, atol=1e-6)
         np.testing.assert_allclose(st.score, store.score_state[slot], rtol=0, atol=1e-9)
         assert st.status == int(store.status[slot]) and st.count == ticks
-        assert list(st.window_ts()) == [T0 + t * 1000 for t in range(ticks)]
+        assert list(st.window_ts()) == [T0 + t * STEP_MS for t in range(ticks)]
 
 
 @needs_artifact

@@ -20,12 +20,12 @@ def fed_runtime(artifact_dir: Path) -> Runtime:
     (artifact_dir / "model_card.md").write_text("# Card\n\nA fake model for tests.\n")
     settings = load_settings(
         api={"token": TOKEN}, model={"artifact_dir": artifact_dir},
-        scoring={"warmup_readings": 5}, state={"window": 16},
+        scoring={"commission_readings": 20, "commission_s": 0}, state={"window": 16},
     )
     rt = Runtime(settings, model=FakeStepModel())
     rng = np.random.default_rng(0)
     for k in range(60):
-        wear = 0.02 * (k - 40) ** 2 if k > 40 else 0.0
+        wear = 0.2 * (k - 40) ** 2 if k > 40 else 0.0
         readings = [
             Reading(f"engine-{i}", T0 + 1000 * k,
                     {"vibration": 1.0 + rng.normal(0, 0.01) + (wear if i == 2 else 0.0)})

@@ -27,7 +27,7 @@ class Fleet:
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         model = FakeStepModel()
-        scoring = EngineScoring(ScoringSettings(warmup_readings=2), 1)
+        scoring = EngineScoring(ScoringSettings(commission_s=0.0, commission_readings=2), 1)
         self.clock = 1_000.0
         self.stores: dict[int, EngineStore] = {}
         self.procs: dict[int, BatchProcessor] = {}

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from service.config import ScoringSettings
 from service.evaluation.predictors import EwmaLevel, LastValue, standardise_online
-from service.evaluation.stream import stream
+from service.evaluation.stream import monotone_ms, replay, stream
 from service.scoring import EngineScoring
-from service.scoring.params import ScoringParams
+
+T0 = 1_700_000_000_000
 
 
 def _series(seed: int, n: int) -> np.ndarray:
@@ -19,29 +21,55 @@ def _series(seed: int, n: int) -> np.ndarray:
 
 
 def test_processor_path_equals_direct_scoring_of_residuals() -> None:
-    params = ScoringParams(warmup_readings=10)
+    settings = ScoringSettings(commission_readings=10, commission_s=0)
     series = [_series(0, 300), _series(1, 200)]
-    traces = stream(LastValue(("c0",)), EngineScoring(params, 1), series)
-    # Direct: with the last-value predictor, residual t is x[t] - x[t-1], scored from t=1.
-    for s, tr in zip(series, traces, strict=True):
-        scoring = EngineScoring(params, 1)
+    ts = [T0 + 60_000 * np.arange(len(s)) for s in series]
+    traces, _ = stream(LastValue(("c0",)), EngineScoring(settings, 1), series, ts_ms=ts)
+    # Direct: with the last-value predictor, residual t is x[t] - x[t-1], scored from t=1,
+    # at the reading's own event time.
+    for s, tr, t_ms in zip(series, traces, ts, strict=True):
+        scoring = EngineScoring(settings, 1)
         state = scoring.init_state(1)
         assert tr.score[0] == 0.0 and tr.status[0] == 0
         for t in range(1, len(s)):
-            batch, state = scoring.update((s[t] - s[t - 1])[None, :], state)
+            batch, state = scoring.update((s[t] - s[t - 1])[None, :], state, t_ms[t : t + 1])
             assert tr.score[t] == batch.score[0]
             assert tr.status[t] == batch.status[0]
 
 
+def test_replay_of_recorded_residuals_equals_the_processor_path() -> None:
+    """What the selection procedure relies on: scoring recorded residuals again with other
+    settings gives exactly what streaming through the processor with them gives, gaps and
+    restarts included."""
+    series = [_series(2, 400), _series(3, 250), _series(4, 320)]
+    ts = [T0 + 1000 * np.arange(len(s)) for s in series]
+    ts[1][120:] += 3 * 86_400_000  # a silence longer than the gap rule: a restart
+    _, recorded = stream(EwmaLevel(("c0",)), EngineScoring(ScoringSettings(), 1), series,
+                         ts_ms=ts)
+    assert not recorded[1].scored[120] and recorded[1].scored[121]
+    for settings in (ScoringSettings(commission_s=0, commission_readings=10),
+                     ScoringSettings(scorer="likelihood-spikes", hold_readings=1)):
+        direct, _ = stream(EwmaLevel(("c0",)), EngineScoring(settings, 1), series, ts_ms=ts)
+        again = replay(EngineScoring(settings, 1), recorded)
+        for a, b in zip(direct, again, strict=True):
+            assert np.array_equal(a.score, b.score)
+            assert np.array_equal(a.status, b.status)
+
+
 def test_no_look_ahead() -> None:
-    params = ScoringParams(warmup_readings=10)
+    settings = ScoringSettings(commission_readings=10, commission_s=0)
     a = _series(2, 400)
     b = a.copy()
     b[250:] += 100.0  # a different future
-    ta, tb = (stream(EwmaLevel(("c0",)), EngineScoring(params, 1), [s])[0] for s in (a, b))
+    ta, tb = (stream(EwmaLevel(("c0",)), EngineScoring(settings, 1), [s])[0][0] for s in (a, b))
     assert np.array_equal(ta.score[:250], tb.score[:250])
     assert np.array_equal(ta.status[:250], tb.status[:250])
     assert not np.array_equal(ta.score[250:], tb.score[250:])
+
+
+def test_monotone_times_repair_repeated_and_backward_stamps() -> None:
+    got = monotone_ms(np.array([10, 20, 20, 15, 30, 31]))
+    assert list(got) == [10, 20, 21, 22, 30, 31]
 
 
 def test_standardise_online_is_causal_and_standardises() -> None:
@@ -120,30 +148,41 @@ def test_range_view_is_zero_inside_the_range_and_measures_the_excess() -> None:
     assert r[21, 3] == pytest.approx(0.8 / 14.4) and r[21, 2] == 0.0
     # The level and seasonal channels are those of LevelAndSeason.
     assert model.channels == ("c0", "c1", "c2", "c3")
-    assert state.shape == (1, model.state_size) == (1, 4 + 4)
+    assert state.shape == (1, model.state_size) == (1, 5 + 4)
 
 
 def test_no_look_ahead_with_the_nab_configuration() -> None:
     from service.evaluation.predictors import LevelSeasonAndRange
 
-    params = ScoringParams(
-        scorer="likelihood-spikes",
-        warmup_readings=10,
-        hold_readings=1,
-        clear_readings=10,
-        incident_readings=50,
-        incident_score=0.4,
-        channel_reduce="max",
-    )
+    settings = ScoringSettings(scorer="likelihood-spikes", commission_readings=10,
+                               commission_s=0, hold_readings=1)
     a = np.repeat(_series(4, 400), 4, axis=1)
     b = a.copy()
     b[250:] += 100.0  # a different future, far outside the range seen so far
 
     def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        model = LevelSeasonAndRange(period=24, rate=0.05, season_rate=0.2, tolerance=0.1)
-        trace = stream(model, EngineScoring(params, 4), [x])[0]
+        model = LevelSeasonAndRange(period=24, rate=0.05, season_rate=0.2, tolerance=0.1,
+                                    robust=3.0)
+        trace = stream(model, EngineScoring(settings, 4, views=True), [x],
+                       ts_ms=[T0 + 3_600_000 * np.arange(400)])[0][0]
         return trace.score, trace.status
 
     (sa, ta), (sb, tb) = run(a), run(b)
     assert np.array_equal(sa[:250], sb[:250]) and np.array_equal(ta[:250], tb[:250])
-    assert sb[250] == 1.0 and not np.array_equal(sa[250:], sb[250:])
+    assert sb[250] > 1.0 and not np.array_equal(sa[250:], sb[250:])
+
+
+def test_robust_level_is_not_dragged_by_one_spike() -> None:
+    from service.evaluation.predictors import LevelAndSeason
+
+    rng = np.random.default_rng(9)
+    x = 10 + rng.normal(scale=0.5, size=600)
+    x[300] = 10_000.0  # one huge spike
+    for robust, dragged in ((0.0, True), (3.0, False)):
+        model = LevelAndSeason(period=24, rate=0.01, robust=robust)
+        state = model.zero_state(1)
+        levels = []
+        for v in x:
+            pred, state = model.step(np.array([[v, v]]), state)
+            levels.append(pred[0, 0])
+        assert (abs(levels[320] - 10.0) > 20.0) == dragged, robust
