@@ -98,10 +98,10 @@ RULES = (
     Rule(r"\.venv/bin/vibewatch evaluate forecast .*", "run"),
     Rule(r"\.venv/bin/vibewatch evaluate nab .*", "quick", "two of the 35 NAB files",
          _nab_quick),
-    Rule(r"\.venv/bin/vibewatch evaluate lead-time --data-root models/data", "quick",
-         "IMS test 2 only", lambda c: f"{c} --dataset ims2"),
-    Rule(r"\.venv/bin/vibewatch evaluate lead-time --data-root models/data --dataset \S+.*",
-         "run"),
+    Rule(r"\.venv/bin/vibewatch evaluate lead-time( .*)?", "run"),
+    Rule(r"\.venv/bin/vibewatch evaluate select .*", "quick", "two candidates (the full "
+         "grid takes half an hour)",
+         lambda c: c if "--grid quick" in c else f"{c} --grid quick", 900),
     Rule(r"\.venv/bin/python bench/run\.py.*", "quick", "--quick sizes on the test broker",
          None, 600),
 )
