@@ -48,6 +48,8 @@ class FaultOutcome:
     polls_in_alarm: int  #: engine-list views showing it in alarm while the fault is on
     rank_best: int | None
     rank_worst: int | None
+    #: the simulated time of the engine's row in the view that ranked it worst
+    rank_worst_at_s: float | None
     healthy_above: int | None  #: most healthy engines listed above it while in alarm
     #: a repaired fault whose alarm is held: most healthy engines above it after the repair
     healthy_above_after_repair: int | None
@@ -181,7 +183,7 @@ def fault_outcome(record: RunRecord, scenario: Scenario, fault: LiveFault,
     held: bool | None = None
     if fault.end_s is None and stop == len(engine_events):
         held = first is not None and all(e.status == "alarm" for t, e in mine if t >= first)
-    ranks, above, after_repair = [], [], []
+    ranks, above, after_repair, rank_at = [], [], [], []
     for p in record.polls:
         for k, row in enumerate(p.rows):
             if row.engine_id == fault.engine_id and row.status == "alarm":
@@ -191,6 +193,7 @@ def fault_outcome(record: RunRecord, scenario: Scenario, fault: LiveFault,
                 else:
                     ranks.append(k + 1)
                     above.append(healthy)
+                    rank_at.append(record.sim_s(row.ts_ms))
     fires = page_fires(status_series(record, engine_events, scenario.span_s))
     after = np.flatnonzero(fires & (scrape_times(scenario.span_s) >= fault.onset_s))
     page = float(after[0] * SCRAPE_S) if after.size else None
@@ -200,6 +203,7 @@ def fault_outcome(record: RunRecord, scenario: Scenario, fault: LiveFault,
         raises=len(raises), warnings=sum(1 for _, e in mine if e.is_warning_raise),
         held=held, alarms_before_onset=early, polls_in_alarm=len(ranks),
         rank_best=min(ranks) if ranks else None, rank_worst=max(ranks) if ranks else None,
+        rank_worst_at_s=rank_at[int(np.argmax(ranks))] if ranks else None,
         healthy_above=max(above) if above else None,
         healthy_above_after_repair=max(after_repair) if after_repair else None,
         page_s=page, page_delay_s=None if page is None else page - fault.onset_s,
