@@ -42,6 +42,8 @@ EVALUATE: dict[str, tuple[str, str]] = {
     "nab": ("service.evaluation.nab", "stream a NAB-layout directory and score it with NAB"),
     "labeled": ("service.evaluation.labeled", "point-wise and NAB-style scores on labelled CSVs"),
     "lead-time": ("service.evaluation.lead_time", "alarm lead time on run-to-failure data"),
+    "live": ("service.evaluation.live",
+             "the live acceptance scenario: a simulated fleet through the real service"),
     "simulated": ("service.evaluation.simulated",
                   "the service's defaults on simulator data: faults caught, healthy quiet"),
     "select": ("service.evaluation.selection",

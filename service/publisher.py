@@ -68,12 +68,18 @@ class Publisher:
             raise self._unreachable(exc) from None
         self.sent += 1
 
-    def close(self) -> None:
-        """Deliver what was sent, then close; raises if it cannot be delivered."""
+    def flush(self) -> None:
+        """Deliver what was sent (it is then in the topic, ahead of anything sent later by
+        any producer); raises if it cannot be delivered."""
         try:
             self._producer.flush(timeout=self.settings.timeout_ms / 1000)
         except KafkaError as exc:
             raise self._unreachable(exc) from None
+
+    def close(self) -> None:
+        """Deliver what was sent, then close; raises if it cannot be delivered."""
+        try:
+            self.flush()
         finally:
             self._producer.close(timeout=5)
 

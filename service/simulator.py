@@ -2,9 +2,19 @@
 
 Healthy engines look like healthy IMS bearings (the default model's training data): a level
 between 0.045 and 0.13 g per engine, a slow AR(1) drift of about 3 % of the level and about
-1 % white noise per reading. A ``wear`` fault adds a quadratic rise of the level and of the
-noise after an onset reading, as a degrading bearing does; a ``spike`` fault is a sudden
-step to several times the level.
+1 % white noise per reading. Faults start at an onset reading and last to the end or, with
+a duration, until the engine is repaired:
+
+- ``wear``: a quadratic rise of the level and of the noise, as a degrading bearing shows;
+- ``step``: a sudden, lasting step to four times the level (a loosened mount, a broken
+  blade); ``spike`` is its former name and still accepted;
+- ``intermittent``: bursts of impacts at random times, as from a cracked race or a part
+  that comes loose now and then: a burst starts at a reading with probability 1/80 (every
+  20 s on average at four readings a second), lasts 1 to 4 readings and raises the level
+  3 to 6 times; between bursts the engine reads as healthy.
+
+Every reading-count above is in readings, not seconds: at another reading interval the
+same fault develops faster or slower in event time.
 """
 
 from __future__ import annotations
@@ -26,7 +36,17 @@ from service.publisher import Publisher, add_kafka_options, kafka_settings
 log = logging.getLogger(__name__)
 
 CHANNEL = "vibration"
-_FAULT = re.compile(r"^(?P<engine>[A-Za-z0-9._:-]{1,64}):(?P<kind>wear|spike)(@(?P<at>\d+))?$")
+KINDS = ("wear", "step", "intermittent")
+#: former names of fault kinds, still accepted
+ALIASES = {"spike": "step"}
+_FAULT = re.compile(
+    r"^(?P<engine>[A-Za-z0-9._:-]{1,64}):(?P<kind>[a-z]+)(@(?P<at>\d+)(\+(?P<for>\d+))?)?$"
+)
+#: intermittent faults: a burst starts at a reading with probability 1/BURST_EVERY
+BURST_EVERY = 80
+BURST_READINGS = (1, 4)
+BURST_GAIN = (3.0, 6.0)
+STEP_GAIN = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,20 +54,53 @@ class Fault:
     """A fault injected into one engine from reading ``onset`` on."""
 
     engine_id: str
-    kind: str  # "wear" or "spike"
+    kind: str  # one of KINDS (or a former name, ALIASES)
     onset: int
     #: readings the fault lasts before the engine is repaired (None: to the end)
     duration: int | None = None
 
     @classmethod
     def parse(cls, text: str, default_onset: int) -> Fault:
-        """Parse ``ENGINE:KIND[@READING]``, e.g. ``engine-0003:wear@500``."""
+        """Parse ``ENGINE:KIND[@READING[+READINGS]]``, e.g. ``engine-0003:wear@500`` or
+        ``engine-0004:step@300+600`` (repaired 600 readings after its onset). Raises
+        ValueError naming what is wrong."""
         m = _FAULT.match(text)
         if m is None:
-            raise ValueError(f"{text!r} is not ENGINE:KIND[@READING] with KIND wear or spike, "
-                             "e.g. engine-0003:wear@300")
-        at = m.group("at")
-        return cls(m.group("engine"), m.group("kind"), int(at) if at else default_onset)
+            raise ValueError(f"{text!r} is not ENGINE:KIND[@READING[+READINGS]], e.g. "
+                             "engine-0003:wear@300 or engine-0004:step@300+600")
+        kind = m.group("kind")
+        if kind not in KINDS and kind not in ALIASES:
+            raise ValueError(f"unknown fault kind {kind!r} in {text!r}: choose from "
+                             f"{', '.join(KINDS)}")
+        at, lasts = m.group("at"), m.group("for")
+        if lasts is not None and int(lasts) < 1:
+            raise ValueError(f"{text!r}: a fault lasts at least 1 reading")
+        return cls(m.group("engine"), kind, int(at) if at else default_onset,
+                   None if lasts is None else int(lasts))
+
+    def active(self, tick: int) -> bool:
+        """Whether the fault acts on reading ``tick`` (onset reached, not yet repaired)."""
+        k = tick - self.onset
+        return k >= 0 and (self.duration is None or k < self.duration)
+
+
+@dataclass(slots=True)
+class _Bursts:
+    """The bursts of one intermittent fault (mutable: the generator's own state)."""
+
+    rng: np.random.Generator
+    left: int = 0  #: readings left in the current burst
+    gain: float = 1.0
+
+    def next_gain(self) -> float:
+        """The level factor at this reading: the burst's gain, 1.0 between bursts."""
+        if self.left == 0 and self.rng.random() < 1.0 / BURST_EVERY:
+            self.left = int(self.rng.integers(BURST_READINGS[0], BURST_READINGS[1] + 1))
+            self.gain = float(self.rng.uniform(*BURST_GAIN))
+        if self.left == 0:
+            return 1.0
+        self.left -= 1
+        return self.gain
 
 
 class Fleet:
@@ -69,6 +122,15 @@ class Fleet:
             raise ValueError(f"unknown engine(s) {', '.join(unknown)}: the simulated engines "
                              f"are {self.ids[0]} to {self.ids[-1]}")
         self.faults = [(index[f.engine_id], f) for f in faults]
+        for _, f in self.faults:
+            if ALIASES.get(f.kind, f.kind) not in KINDS:
+                raise ValueError(f"unknown fault kind {f.kind!r}: choose from {', '.join(KINDS)}")
+        # Bursts of intermittent faults come from their own generators, so adding or moving
+        # a fault never changes the healthy engines' readings.
+        self._bursts = {
+            k: _Bursts(np.random.default_rng([seed, k]))
+            for k, (_, f) in enumerate(self.faults) if f.kind == "intermittent"
+        }
 
     def next_values(self) -> np.ndarray:
         """Advance one tick; returns one level (g) per engine."""
@@ -76,16 +138,19 @@ class Fleet:
         self.drift = 0.99 * self.drift + self.rng.normal(0, 0.03 * np.sqrt(1 - 0.99**2), n)
         level = self.base * (1 + self.drift)
         noise = self.rng.normal(0, 0.01, n)
-        for i, f in self.faults:
+        for j, (i, f) in enumerate(self.faults):
             k = self.tick - f.onset
-            if k < 0 or (f.duration is not None and k >= f.duration):
+            if not f.active(self.tick):
                 continue
-            if f.kind == "wear":
+            kind = ALIASES.get(f.kind, f.kind)
+            if kind == "wear":
                 rise = (k / 200.0) ** 2
                 level[i] *= 1 + rise
                 noise[i] *= 1 + 3 * rise
+            elif kind == "step":
+                level[i] *= STEP_GAIN
             else:
-                level[i] *= 4.0
+                level[i] *= self._bursts[j].next_gain()
         self.tick += 1
         out: np.ndarray = np.maximum(level * (1 + noise), 1e-4)
         return out
@@ -125,9 +190,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "rate, i.e. real time)")
     parser.add_argument("--start-ms", type=int, default=0,
                         help="event time of the first tick, epoch ms (0 = now)")
-    parser.add_argument("--fault", action="append", default=[], metavar="ENGINE:KIND[@N]",
+    parser.add_argument("--fault", action="append", default=[], metavar="ENGINE:KIND[@N[+D]]",
                         help="inject a fault, e.g. engine-0003:wear@300 (repeatable; KIND is "
-                             "wear or spike; N, the reading it starts at, defaults to 300)")
+                             f"{', '.join(KINDS)}; N, the reading it starts at, defaults to "
+                             "300; D, readings until it is repaired, to never)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
 
 

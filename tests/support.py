@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from service.evaluation.live.processes import read_topic
+
 VIBEWATCH = str(Path(sys.executable).parent / "vibewatch")
 T = TypeVar("T")
 
@@ -119,27 +121,7 @@ class ServiceProcess:
 
 def read_all(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Any]:
     """Every committed record of ``topic`` (read_committed), in partition order."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
-                             enable_auto_commit=False, group_id=None)
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"reading {topic} timed out")
-            for records in consumer.poll(timeout_ms=200).values():
-                out.extend(records)
-        out.sort(key=lambda r: (r.partition, r.offset))
-        return out
-    finally:
-        consumer.close()
+    return read_topic(bootstrap, topic, timeout_s)
 
 
 def latest_by_key(records: list[Any]) -> dict[bytes, bytes]:

@@ -99,6 +99,12 @@ RULES = (
     Rule(r"\.venv/bin/vibewatch evaluate nab .*", "quick", "two of the 35 NAB files",
          _nab_quick),
     Rule(r"\.venv/bin/vibewatch evaluate lead-time( .*)?", "run"),
+    Rule(r"\.venv/bin/vibewatch evaluate live( .*)?", "quick", "five engines, 13 simulated "
+         "minutes at 60x with the three faults, a re-baseline and a restart (the full "
+         "scenario takes about 7 minutes)",
+         lambda c: c + " --engines 5 --span 13m --speed 60 --fault engine-0001:wear@11m "
+         "--fault engine-0002:step@11m+1m --fault engine-0003:intermittent@11m "
+         "--rebaseline engine-0002@12m20s --restart term@12m", 600),
     Rule(r"\.venv/bin/vibewatch evaluate select .*", "quick", "two candidates (the full "
          "grid takes half an hour)",
          lambda c: c if "--grid quick" in c else f"{c} --grid quick", 900),

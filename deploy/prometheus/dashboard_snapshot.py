@@ -177,10 +177,13 @@ def query_instant(base_url: str, expr: str, at: float, timeout_s: float = 30) ->
 # --- values and colours ----------------------------------------------------------------------
 
 
-def format_value(value: float, unit: str) -> str:
-    """A short human-readable value in a Grafana unit (short, s, reqps, percentunit)."""
+def format_value(value: float, unit: str, decimals: int | None = None) -> str:
+    """A short human-readable value in a Grafana unit (short, none, s, reqps, percentunit),
+    with the panel's ``decimals`` when it sets them."""
     if math.isnan(value):
         return "NaN"
+    if decimals is not None and unit in ("none", "short"):
+        return f"{value:.{decimals}f}"
     if unit == "percentunit":
         return f"{value * 100:.1f}%"
     if unit == "s":
@@ -319,7 +322,8 @@ def draw_stat(ax: Axes, panel: Mapping[str, Any], results: Sequence[QueryResult]
             label = legend_for(result.legend, series.labels)
             hit = mapped(value, defaults)
             if hit is None:
-                hit = (format_value(value, unit), threshold_color(value, defaults))
+                hit = (format_value(value, unit, defaults.get("decimals")),
+                       threshold_color(value, defaults))
             shown, hue = hit
             items.append((label, label if text_mode == "name" else shown, hue))
     ax.set_xticks([])
@@ -432,9 +436,11 @@ def draw_bargauge(ax: Axes, panel: Mapping[str, Any], results: Sequence[QueryRes
     top = defaults.get("max", max(values) or 1.0)
     ax.barh(names, [top] * len(values), color=BORDER, height=0.7)
     ax.barh(names, values, color=[threshold_color(v, defaults) for v in values], height=0.7)
+    decimals = defaults.get("decimals")
     for i, v in enumerate(values):
         ax.text(
-            top, i, f" {format_value(v, unit)}", color=TEXT, va="center", ha="right", fontsize=7
+            top, i, f" {format_value(v, unit, decimals)}", color=TEXT, va="center", ha="right",
+            fontsize=7,
         )
     ax.set_xlim(defaults.get("min", 0), top)
     ax.set_xticks([])

@@ -35,9 +35,25 @@ from service.state import EngineStore
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
-#: Sort keys, each with an order kept up to date.
-SORT_KEYS = ("score", "engine_id", "last_seen", "status_since")
+#: Sort keys, each with an order kept up to date. ``severity``: the status (its index in the
+#: processor's status order, warmup < normal < warning < alarm), then the score, so an engine
+#: whose alarm is held while its current reading scores low (between an intermittent
+#: fault's bursts, after a repair) still lists above every engine that is not in alarm.
+SORT_KEYS = ("severity", "score", "engine_id", "last_seen", "status_since")
 LOCAL, FLEET = 0, 1
+#: The largest score fraction: status + fraction stays below the next status code in float64.
+_BELOW_ONE = 1.0 - 1e-9
+
+
+def severity(status: npt.NDArray[np.int8], score: F64) -> F64:
+    """One sortable number per engine: the status code plus ``score / (1 + score)`` (in
+    [0, 1), increasing in the score, which has no ceiling), so the status orders first and
+    the score within a status. NaN counts as 0, infinity as the highest score."""
+    s = np.nan_to_num(np.maximum(score, 0.0), nan=0.0, posinf=np.finfo(np.float64).max)
+    frac = np.minimum(s / (1.0 + s), _BELOW_ONE)
+    out: F64 = status.astype(np.float64) + frac
+    return out
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,10 +359,13 @@ class EngineIndex:
     def _key(self, key: str, rows: I64) -> npt.NDArray[np.complex128]:
         """Sort keys of ``rows``: (primary, id rank) as one complex number, since NumPy
         sorts and searches complex values by real part, then imaginary part."""
-        primary = {"score": self.score, "last_seen": self.last_seen,
-                   "status_since": self.status_since}[key][rows]
         out = np.empty(len(rows), dtype=np.complex128)
-        out.real = np.nan_to_num(primary, nan=-np.inf)
+        if key == "severity":
+            out.real = severity(self.status[rows], self.score[rows])
+        else:
+            primary = {"score": self.score, "last_seen": self.last_seen,
+                       "status_since": self.status_since}[key][rows]
+            out.real = np.nan_to_num(primary, nan=-np.inf)
         out.imag = self._rank[rows]
         return out
 

@@ -55,6 +55,7 @@ _MS = timedelta(milliseconds=1)
 
 
 class SortKey(enum.StrEnum):
+    severity = "severity"
     score = "score"
     engine_id = "engine_id"
     last_seen = "last_seen"
@@ -120,13 +121,16 @@ async def list_engines(
     stale: Annotated[bool | None, Query(
         description="true: only engines with no reading for api.stale_after_s; false: "
         "only the others; absent: all")] = None,
-    sort: SortKey = SortKey.score,
+    sort: Annotated[SortKey, Query(
+        description="severity (default): status first (alarm, warning, normal, warmup), then "
+        "score, so an engine in a held alarm lists above every engine that is not; score: the "
+        "score of the latest reading alone")] = SortKey.severity,
     order: Order = Order.desc,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> Response:
     """Engines tracked by this instance and, with the fleet view, by the others: filtered,
-    sorted (default: highest score first, ties by engine id), paged.
+    sorted (default: most severe first, by status then score; ties by engine id), paged.
 
     Served from an index that takes in changed engines every ``api.index_interval_ms``
     (default 500 ms): the list is at most that much behind ``GET /engines/{id}``, and

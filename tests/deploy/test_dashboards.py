@@ -270,6 +270,38 @@ def test_every_expression_parses_with_promtool(tmp_path: Path) -> None:
 # --- Grafana alert rules -----------------------------------------------------------------------
 
 
+def _score_panels() -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for path, dashboard in _load_dashboards().items():
+        for panel in _panels(dashboard["panels"]):
+            exprs = [t.get("expr", "") for t in panel.get("targets", [])]
+            # the score itself (not "count by (instance) (score)": who scores it)
+            if exprs and "vibewatch_engine_anomaly_score" in exprs[0] \
+                    and not exprs[0].startswith("count"):
+                out.append((f"{path}: {panel['title']}", panel))
+    return out
+
+
+def test_score_panels_agree_with_the_scoring_levels() -> None:
+    """Scores have no upper bound and the levels are the scoring defaults: a score panel
+    is no percentage, has no maximum of 1, and is orange from the warning level and red from
+    the alarm level, so its colour agrees with the engine's status."""
+    from service.config import ScoringSettings
+
+    s = ScoringSettings()
+    panels = _score_panels()
+    assert len(panels) >= 3, [name for name, _ in panels]
+    for name, panel in panels:
+        defaults = panel["fieldConfig"]["defaults"]
+        assert defaults.get("unit") != "percentunit", name
+        assert defaults.get("max") is None, name
+        steps = defaults.get("thresholds", {}).get("steps")
+        if steps is None:
+            continue
+        assert [(x["color"], x["value"]) for x in steps] == [
+            ("green", None), ("orange", s.warning_score), ("red", s.alarm_score)], name
+
+
 def test_grafana_alert_rules_are_well_formed() -> None:
     uid = _provisioned_datasource_uid()
     rules = _load_grafana_rules()

@@ -61,9 +61,11 @@ class Fleet:
                 continue
             if float(store.score[slot]) < min_score:
                 continue
-            key = {"score": float(store.score[slot]), "engine_id": 0.0,
-                   "last_seen": float(store.last_seen[slot]),
-                   "status_since": float(store.status_since[slot])}[sort]
+            key = {"score": (float(store.score[slot]),),
+                   "severity": (int(store.status[slot]), float(store.score[slot])),
+                   "engine_id": (0.0,),
+                   "last_seen": (float(store.last_seen[slot]),),
+                   "status_since": (float(store.status_since[slot]),)}[sort]
             keyed.append((key, e))
         return [e for _, e in sorted(keyed, reverse=descending)]
 
@@ -98,7 +100,7 @@ def test_pages_equal_a_full_sort_through_changes(seed: int) -> None:
                 f.stores[FLEET].restore_row(e, src.encode_row(src.index[e]),
                                             np.zeros(src.score_state_size))
         index.refresh()
-        for sort in ("score", "engine_id", "last_seen", "status_since"):
+        for sort in ("severity", "score", "engine_id", "last_seen", "status_since"):
             for descending in (True, False):
                 got = _ids(index, sort=sort, descending=descending)
                 assert got == f.expected(sort, descending, None, 0.0), (step, sort)

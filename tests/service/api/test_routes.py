@@ -29,11 +29,19 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
 
 
 def test_list_engines_sorted_by_score(client: TestClient) -> None:
-    body = client.get("/engines").json()
+    body = client.get("/engines", params={"sort": "score"}).json()
     assert body["total"] == 4
     scores = [e["score"] for e in body["engines"]]
     assert scores == sorted(scores, reverse=True)
     assert body["engines"][0]["engine_id"] == "engine-2"
+
+
+def test_list_engines_most_severe_first_by_default(client: TestClient) -> None:
+    order = ["warmup", "normal", "warning", "alarm"]
+    engines = client.get("/engines").json()["engines"]
+    keys = [(order.index(e["status"]), e["score"]) for e in engines]
+    assert keys == sorted(keys, reverse=True)
+    assert len({e["status"] for e in engines}) > 1, "the fixture must mix statuses"
 
 
 def test_list_engines_filters_and_pages(client: TestClient) -> None:
