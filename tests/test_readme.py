@@ -102,6 +102,7 @@ RULES = (
          "IMS test 2 only", lambda c: f"{c} --dataset ims2"),
     Rule(r"\.venv/bin/vibewatch evaluate lead-time --data-root models/data --dataset \S+.*",
          "run"),
+    Rule(r"\.venv/bin/vibewatch evaluate lead-time --ims \S+ --plot docs/img/\S+\.png", "run"),
     Rule(r"\.venv/bin/python bench/run\.py.*", "quick", "--quick sizes on the test broker",
          None, 600),
 )
