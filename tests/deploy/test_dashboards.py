@@ -302,6 +302,24 @@ def test_score_panels_agree_with_the_scoring_levels() -> None:
             ("green", None), ("orange", s.warning_score), ("red", s.alarm_score)], name
 
 
+def test_overrides_name_a_series_of_their_panel() -> None:
+    """A ``byName`` override styles the series whose legend it names; a name no target
+    produces styles nothing (the engine view's alarm level was drawn as a plain line while
+    its override named an "alarm threshold" series that no longer existed)."""
+    unmatched = []
+    for path, dashboard in _load_dashboards().items():
+        for panel in _panels(dashboard["panels"]):
+            legends = [t.get("legendFormat", "") for t in panel.get("targets", [])]
+            if any("{{" in legend for legend in legends):
+                continue  # names come from label values, known only at query time
+            for override in panel.get("fieldConfig", {}).get("overrides", []):
+                matcher = override["matcher"]
+                if matcher.get("id") == "byName" and matcher.get("options") not in legends:
+                    unmatched.append(f"{path}: {panel['title']}: {matcher.get('options')!r} "
+                                     f"(series {legends})")
+    assert not unmatched, unmatched
+
+
 def test_grafana_alert_rules_are_well_formed() -> None:
     uid = _provisioned_datasource_uid()
     rules = _load_grafana_rules()
