@@ -413,3 +413,25 @@ def test_snapshot_renders_offline(tmp_path: Path) -> None:
         out = tmp_path / f"{name}.png"
         fig.savefig(out, dpi=40)
         assert out.stat().st_size > 10_000
+
+
+def test_snapshot_draws_the_axis_scale_the_panel_asks_for() -> None:
+    """Scores have no ceiling: the engine view's score panel is on a symlog axis (linear up
+    to 1, log above) so the levels stay readable beside scores in the hundreds, in Grafana and
+    in the snapshot alike."""
+    from matplotlib.figure import Figure
+
+    snapshot = _snapshot_module()
+    (panel,) = [p for name, dash in _load_dashboards().items() if name.startswith("engine")
+                for p in _panels(dash["panels"]) if p["title"].startswith("Anomaly score and")]
+    scale = panel["fieldConfig"]["defaults"]["custom"]["scaleDistribution"]
+    assert scale == {"type": "symlog", "log": 10, "linearThreshold": 1}
+    times = [1_790_000_000.0 + 15 * i for i in range(40)]
+    results = [snapshot.QueryResult("score", [snapshot.Series({}, times, [
+        0.0 if i < 20 else 10.0 ** (i / 10) for i in range(40)])])]
+    asked = panel["fieldConfig"]["defaults"]["custom"]
+    for custom, expected in ((asked, "symlog"), ({}, "linear")):
+        shown = {**panel, "fieldConfig": {"defaults": {"custom": custom}}}
+        ax = Figure().subplots()
+        snapshot.draw_timeseries(ax, shown, results)
+        assert ax.get_yscale() == expected
