@@ -27,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from service import __version__
+from service.domain import Status
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -175,13 +176,18 @@ class Metrics:
             self.readings.labels(outcome)
         for failure in ("retriable", "fatal"):
             self.sessions_failed.labels(failure)
+        # Every status from 0: a series born at its first event hides that event from
+        # increase() and rate() (the fleet view's events panel stayed empty after the fleet's
+        # first commissioning and first alarm).
+        for status in Status:
+            self.anomaly_events.labels(status.value)
 
 
 #: Per-engine gauges: (name, help, per channel).
 ENGINE_GAUGES: tuple[tuple[str, str, bool], ...] = (
     ("vibewatch_engine_anomaly_score",
-     "Latest anomaly score in [0, 1] per engine; at most max_engine_series engines "
-     "(api.max_engine_series) get a series.", False),
+     "Latest anomaly score per engine (no ceiling; the levels are vibewatch_scoring_level); "
+     "at most max_engine_series engines (api.max_engine_series) get a series.", False),
     ("vibewatch_engine_anomaly_threshold",
      "Error level (units of vibewatch_engine_prediction_error) at which the engine's "
      "score reaches scoring.alarm_score; same series cap as the score.", False),

@@ -394,8 +394,17 @@ def draw_timeseries(ax: Axes, panel: Mapping[str, Any], results: Sequence[QueryR
     if lines == 0:
         _message(ax, "No data")
         return
+    scale = custom.get("scaleDistribution", {})
+    if scale.get("type") == "symlog":
+        # Grafana's symlog: linear up to linearThreshold, logarithmic beyond
+        ax.set_yscale("symlog", base=scale.get("log", 10),
+                      linthresh=scale.get("linearThreshold", 1))
+    elif scale.get("type") == "log":
+        ax.set_yscale("log", base=scale.get("log", 2))
     if "min" in defaults and "max" in defaults:
         ax.set_ylim(defaults["min"], defaults["max"])
+    elif "min" in defaults:
+        ax.set_ylim(bottom=defaults["min"])
     _time_axis(ax)
     ax.grid(color=BORDER, linewidth=0.5)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_value(v, unit)))

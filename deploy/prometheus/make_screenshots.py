@@ -1,15 +1,19 @@
 """Reproduce the README's dashboard pictures from a real run, without Docker or Grafana.
 
 Starts (or uses) a Kafka broker, ``vibewatch serve`` on isolated topics, ``vibewatch
-simulate`` (20 engines, 30 readings/s over the fleet in real time, a wear fault on
-engine-0003 from its 40th reading: it reaches alarm after about three minutes), a malformed
-message every second (so the dead-letter panels have data) and Debian's ``prometheus``
-scraping the service every 2 s with the committed alert rules; lets it run for
-``--duration`` (6 min); then draws both dashboards over that range with
-``dashboard_snapshot.py`` (the engine view for engine-0003) and stops every process::
+simulate`` (20 engines, 30 readings/s over the fleet in real time), a malformed message
+every second (so the dead-letter panels have data) and Debian's ``prometheus`` scraping the
+service every 2 s with the committed alert rules; lets it run for ``--duration`` (15 min);
+then draws both dashboards over that range with ``dashboard_snapshot.py`` (the engine view
+for engine-0003) and stops every process::
 
     .venv/bin/python deploy/prometheus/make_screenshots.py
-    # about 7 minutes; writes docs/img/fleet-dashboard.png and docs/img/engine-dashboard.png
+    # about 16 minutes; writes docs/img/fleet-dashboard.png and docs/img/engine-dashboard.png
+
+The service runs its default settings, so every engine spends its first
+``scoring.commission_s`` (10 min) in warmup; engine-0003 starts wearing a minute and a bit
+after that (``--fault-at``, default :func:`fault_onset`), so the pictures show warmup, the
+healthy fleet and the worn engine in alarm.
 
 ``--bootstrap host:port`` uses an existing broker instead of starting one with
 ``deploy/kafka/local_kafka.py``. The Prometheus configuration is generated from the committed
@@ -193,11 +197,24 @@ class BadMessages(threading.Thread):
             self.join(10)
 
 
-def simulator_command(bootstrap: str, topic: str, engines: int, rate: float) -> list[str]:
-    """``vibewatch simulate`` in real time with a wear fault starting at reading 40."""
+def fault_onset(engines: int, rate: float, after_s: float = 70.0) -> int:
+    """The reading of each engine at which the wear starts: ``after_s`` seconds after the
+    default commissioning ends (``ScoringSettings.commission_s``, in real time here), so the
+    fault is judged against a commissioned baseline rather than learned as the engine's
+    normal."""
+    from service.config import ScoringSettings
+
+    return int((ScoringSettings().commission_s + after_s) * rate / engines)
+
+
+def simulator_command(
+    bootstrap: str, topic: str, engines: int, rate: float, fault_at: int = 40
+) -> list[str]:
+    """``vibewatch simulate`` in real time with a wear fault starting at reading ``fault_at``."""
     return [
         VIBEWATCH, "simulate", "--bootstrap", bootstrap, "--topic", topic,
-        "--engines", str(engines), "--rate", str(rate), "--fault", f"{FAULT_ENGINE}:wear@40",
+        "--engines", str(engines), "--rate", str(rate),
+        "--fault", f"{FAULT_ENGINE}:wear@{fault_at}",
     ]  # fmt: skip
 
 
@@ -273,11 +290,14 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout_s: float = 30.
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--bootstrap", help="existing Kafka broker (default: start one)")
-    parser.add_argument("--duration", default="6m",
+    parser.add_argument("--duration", default="15m",
                         help="how long to run before drawing (default %(default)s)")
     parser.add_argument("--engines", type=int, default=20, help="simulated engines")
     parser.add_argument("--rate", type=float, default=30.0,
                         help="readings per second over the fleet (default %(default)s)")
+    parser.add_argument("--fault-at", type=int, default=None,
+                        help=f"reading at which {FAULT_ENGINE} starts wearing (default: 70 s "
+                        "after the default commissioning, at --rate over --engines)")
     parser.add_argument("--scrape-interval", type=int, default=2,
                         help="Prometheus scrape and rule interval in seconds (default %(default)s)")
     parser.add_argument("--bad-every", type=float, default=1.0,
@@ -299,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulator: subprocess.Popen[bytes] | None = None
     bad: BadMessages | None = None
     interval = f"{args.scrape_interval}s"
+    fault_at = args.fault_at if args.fault_at is not None else fault_onset(args.engines,
+                                                                           args.rate)
     prometheus = Prometheus(work / "prometheus", f"127.0.0.1:{port}", interval)
     with _broker(args.bootstrap, work) as bootstrap:
         env = service_env(bootstrap, prefix, port)
@@ -311,7 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             wait_until(prometheus.is_ready, 60, "Prometheus")
             with (work / "simulate.log").open("ab") as log:
                 simulator = subprocess.Popen(
-                    simulator_command(bootstrap, f"{prefix}.readings", args.engines, args.rate),
+                    simulator_command(bootstrap, f"{prefix}.readings", args.engines, args.rate,
+                                      fault_at),
                     env=env, stdout=log, stderr=subprocess.STDOUT,
                 )
             bad = BadMessages(bootstrap, f"{prefix}.readings", args.bad_every)
@@ -325,9 +348,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{time.monotonic() - began:5.0f} s  {FAULT_ENGINE} status {values}",
                       flush=True)
             rng = f"{int(duration_s)}s"
+            # One end for both pictures: the service keeps scoring while they are drawn, and
+            # the fleet's top engines should show the scores the engine view shows.
+            end = f"{time.time():.3f}"
             # $job as Grafana's "All" would have it: the values of label_values(vibewatch_ready,
             # job), not the snapshot's default .* (which would count Prometheus' own target).
-            common = ["--prometheus", prometheus.base, "--range", rng,
+            common = ["--prometheus", prometheus.base, "--range", rng, "--end", end,
                       "--scrape-interval", str(args.scrape_interval), "--var", "job=vibewatch"]
             args.out_dir.mkdir(parents=True, exist_ok=True)
             codes: list[int] = [

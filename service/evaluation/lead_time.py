@@ -28,6 +28,11 @@ raised that early and held to the end), and no alarm on a healthy unit before th
 units' first alarm; on C-MAPSS at least 95 % of units detected and none alarmed early.
 Also reported: the number of raises (an alarm that clears and comes back counts twice) and
 whether the first alarm was held to the end.
+
+``--plot PATH`` also draws one unit (``--plot-unit``; default the first failing unit of the
+first run) over its run: reading and prediction, score and levels, status, with the first
+alarm and the end of life marked (:mod:`service.evaluation.unit_plot`; needs matplotlib,
+from the ``train`` extra).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from service.config import ScoringSettings
+from service.errors import UsageError
 from service.evaluation.common import (
     ALARM,
     add_scoring_arguments,
@@ -108,6 +114,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="C-MAPSS: alarms with more cycles than this left are false "
                         "(default 125)")
     parser.add_argument("--json", type=Path, help="also write the per-unit results here")
+    parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                        help="also draw one unit's reading, prediction, score and status "
+                        "over its run into this PNG (needs matplotlib: the train extra; "
+                        "default: no picture)")
+    parser.add_argument("--plot-unit", default=None, metavar="UNIT",
+                        help="with --plot: the unit to draw, by name (default: the first "
+                        "failing unit of the first run, e.g. 'Bearing 1' of ims2)")
     add_predictor_arguments(
         parser, MODELS["ims"],
         "Unset options keep each data set's model: for IMS and --data the one the selection "
@@ -231,12 +244,27 @@ def _targets(
     return not why, "; ".join(why)
 
 
+@dataclass(frozen=True)
+class EvaluatedRun:
+    """A run's outcome and the traces it was computed from (one per stream, ``owner[i]``
+    the index of stream ``i``'s unit)."""
+
+    outcome: RunOutcome
+    traces: tuple[Trace, ...]
+    owner: tuple[int, ...]
+
+    def unit_traces(self, k: int) -> list[Trace]:
+        """The traces of unit ``k``'s streams."""
+        return [t for t, o in zip(self.traces, self.owner, strict=True) if o == k]
+
+
 def evaluate_run(
     data: RunToFailure, spec: PredictorSpec, settings: ScoringSettings, min_lead_h: float
-) -> RunOutcome:
-    """Stream ``data`` through ``spec`` and ``settings``; its outcome."""
+) -> EvaluatedRun:
+    """Stream ``data`` through ``spec`` and ``settings``; its outcome and traces."""
     recs, owner = recordings(data, spec)
-    return outcomes(data, run_streams(spec, settings, recs), owner, min_lead_h)
+    traces = run_streams(spec, settings, recs)
+    return EvaluatedRun(outcomes(data, traces, owner, min_lead_h), tuple(traces), tuple(owner))
 
 
 def report(result: RunOutcome) -> None:
@@ -287,15 +315,52 @@ def run_datasets(args: argparse.Namespace) -> list[tuple[RunToFailure, str, floa
     return chosen
 
 
+def plot_target(
+    chosen: Sequence[tuple[RunToFailure, str, float]], name: str | None
+) -> tuple[int, int]:
+    """(run, unit) indices of the unit ``--plot-unit`` names (the first run that has it), or
+    by default the first failing unit of the first run; exits naming the units otherwise."""
+    for r, (data, _, _) in enumerate(chosen):
+        for k, u in enumerate(data.units):
+            if (u.name == name) if name is not None else u.fails:
+                return r, k
+    if name is None and chosen and chosen[0][0].units:
+        return 0, 0
+    known = ", ".join(dict.fromkeys(u.name for d, _, _ in chosen for u in d.units))
+    raise UsageError(f"--plot-unit: no unit {name!r} in the data (units: {known})")
+
+
+def draw(path: Path, data: RunToFailure, unit: int, evaluated: EvaluatedRun,
+         spec: PredictorSpec, settings: ScoringSettings) -> None:
+    """Write the picture of ``data``'s unit ``unit`` (``--plot``) and say where it went."""
+    from service.evaluation.unit_plot import draw_unit
+
+    outcome = evaluated.outcome.units[unit]
+    draw_unit(path, data, unit, evaluated.unit_traces(unit), settings, outcome.first_alarm,
+              f"model {spec.describe()}; scoring {settings.scorer}")
+    out(f"picture of {data.name} {outcome.unit}: {path}")
+
+
 def run(args: argparse.Namespace) -> int:
     settings = scoring_settings(args)
+    chosen = run_datasets(args)
+    target = None
+    if args.plot is not None:
+        # matplotlib (the train extra) is checked before minutes of streaming, not after
+        import service.evaluation.unit_plot  # noqa: F401
+
+        if not args.plot.parent.is_dir():
+            raise UsageError(f"--plot: no folder {args.plot.parent} for the picture")
+        target = plot_target(chosen, args.plot_unit)
     results = []
-    for data, kind, min_lead in run_datasets(args):
+    for r, (data, kind, min_lead) in enumerate(chosen):
         spec = predictor_spec(args, MODELS[kind])
         out(f"# {data.name}: model {spec.describe()}")
-        result = evaluate_run(data, spec, settings, min_lead)
-        report(result)
-        results.append(result)
+        evaluated = evaluate_run(data, spec, settings, min_lead)
+        report(evaluated.outcome)
+        results.append(evaluated.outcome)
+        if target is not None and target[0] == r:
+            draw(args.plot, data, target[1], evaluated, spec, settings)
     if args.json is not None:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
     return 0

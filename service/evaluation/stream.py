@@ -44,6 +44,11 @@ class Trace:
     error: FloatArray
     threshold: FloatArray
     changed: npt.NDArray[np.bool_]
+    #: ``(T, C)`` the readings as the model took them (after any standardising), and the
+    #: prediction each was scored against (NaN where there was none); set by :func:`stream`,
+    #: None from :func:`replay`, which never steps the model
+    reading: FloatArray | None = None
+    predicted: FloatArray | None = None
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,9 @@ def stream(
     :func:`monotone_ms`); without it readings are :data:`DEFAULT_STEP_MS` apart.
     ``max_gap_ms``: a longer silence restarts the engine, as in the service (default: the
     service's ``state.max_gap_ms``). Returns one trace per series and the residuals the
-    model produced (for :func:`replay`). The first reading of an engine has no prediction
-    to compare with: score 0, warmup.
+    model produced (for :func:`replay`); a trace also holds the readings and the predictions
+    they were scored against (``Trace.reading``, ``Trace.predicted``). The first reading of
+    an engine has no prediction to compare with: score 0, warmup.
     """
     ids = list(engine_ids) if engine_ids is not None else [f"e{i}" for i in range(len(series))]
     times = [
@@ -113,6 +119,7 @@ def stream(
     out_thr = [np.full(n, np.nan) for n in lengths]
     out_changed = [np.zeros(n, dtype=np.bool_) for n in lengths]
     residuals = [np.full((n, len(channels)), np.nan) for n in lengths]
+    predicted = [np.full((n, len(channels)), np.nan) for n in lengths]
     scored = [np.zeros(n, dtype=np.bool_) for n in lengths]
     prev_status = np.zeros(len(series), dtype=np.int8)
     for t in range(int(lengths.max(initial=0))):
@@ -138,6 +145,7 @@ def stream(
             if i in pred and store.resets[slot] == resets[i]:
                 x = np.asarray(series[i][t : t + 1], dtype=np.float64)
                 residuals[i][t] = model.scaled_residual(x, pred[i][None, :])[0]
+                predicted[i][t] = pred[i]
                 scored[i][t] = True
             out_score[i][t] = store.score[slot]
             out_status[i][t] = status[j]
@@ -146,7 +154,8 @@ def stream(
             out_changed[i][t] = status[j] != prev_status[i]
         prev_status[active] = status
     traces = [
-        Trace(out_score[i], out_status[i], out_error[i], out_thr[i], out_changed[i])
+        Trace(out_score[i], out_status[i], out_error[i], out_thr[i], out_changed[i],
+              np.asarray(series[i], dtype=np.float64), predicted[i])
         for i in range(len(series))
     ]
     recorded = [Residuals(residuals[i], times[i], scored[i]) for i in range(len(series))]

@@ -302,6 +302,24 @@ def test_score_panels_agree_with_the_scoring_levels() -> None:
             ("green", None), ("orange", s.warning_score), ("red", s.alarm_score)], name
 
 
+def test_overrides_name_a_series_of_their_panel() -> None:
+    """A ``byName`` override styles the series whose legend it names; a name no target
+    produces styles nothing (the engine view's alarm level was drawn as a plain line while
+    its override named an "alarm threshold" series that no longer existed)."""
+    unmatched = []
+    for path, dashboard in _load_dashboards().items():
+        for panel in _panels(dashboard["panels"]):
+            legends = [t.get("legendFormat", "") for t in panel.get("targets", [])]
+            if any("{{" in legend for legend in legends):
+                continue  # names come from label values, known only at query time
+            for override in panel.get("fieldConfig", {}).get("overrides", []):
+                matcher = override["matcher"]
+                if matcher.get("id") == "byName" and matcher.get("options") not in legends:
+                    unmatched.append(f"{path}: {panel['title']}: {matcher.get('options')!r} "
+                                     f"(series {legends})")
+    assert not unmatched, unmatched
+
+
 def test_grafana_alert_rules_are_well_formed() -> None:
     uid = _provisioned_datasource_uid()
     rules = _load_grafana_rules()
@@ -395,3 +413,25 @@ def test_snapshot_renders_offline(tmp_path: Path) -> None:
         out = tmp_path / f"{name}.png"
         fig.savefig(out, dpi=40)
         assert out.stat().st_size > 10_000
+
+
+def test_snapshot_draws_the_axis_scale_the_panel_asks_for() -> None:
+    """Scores have no ceiling: the engine view's score panel is on a symlog axis (linear up
+    to 1, log above) so the levels stay readable beside scores in the hundreds, in Grafana and
+    in the snapshot alike."""
+    from matplotlib.figure import Figure
+
+    snapshot = _snapshot_module()
+    (panel,) = [p for name, dash in _load_dashboards().items() if name.startswith("engine")
+                for p in _panels(dash["panels"]) if p["title"].startswith("Anomaly score and")]
+    scale = panel["fieldConfig"]["defaults"]["custom"]["scaleDistribution"]
+    assert scale == {"type": "symlog", "log": 10, "linearThreshold": 1}
+    times = [1_790_000_000.0 + 15 * i for i in range(40)]
+    results = [snapshot.QueryResult("score", [snapshot.Series({}, times, [
+        0.0 if i < 20 else 10.0 ** (i / 10) for i in range(40)])])]
+    asked = panel["fieldConfig"]["defaults"]["custom"]
+    for custom, expected in ((asked, "symlog"), ({}, "linear")):
+        shown = {**panel, "fieldConfig": {"defaults": {"custom": custom}}}
+        ax = Figure().subplots()
+        snapshot.draw_timeseries(ax, shown, results)
+        assert ax.get_yscale() == expected

@@ -81,3 +81,11 @@ def test_families_exist_before_a_store_is_attached() -> None:
     for name, _doc, _per_channel in ENGINE_GAUGES:
         assert name in names
     assert "engine_id=" not in generate_latest(registry).decode()
+
+
+def test_anomaly_events_have_a_series_per_status_from_the_start() -> None:
+    """increase() cannot count a series' first sample: every status's series exists at 0
+    before its first event, so the first alarm shows in the events panel."""
+    text = generate_latest(Metrics(CollectorRegistry()).registry).decode()
+    for status in STATUS_ORDER:
+        assert f'vibewatch_anomaly_events_total{{status="{status.value}"}} 0.0' in text

@@ -186,3 +186,20 @@ def test_robust_level_is_not_dragged_by_one_spike() -> None:
             pred, state = model.step(np.array([[v, v]]), state)
             levels.append(pred[0, 0])
         assert (abs(levels[320] - 10.0) > 20.0) == dragged, robust
+
+
+def test_a_trace_holds_the_readings_and_the_predictions_they_were_scored_against() -> None:
+    series = [_series(5, 50), _series(6, 30)]
+    ts = [T0 + 1000 * np.arange(len(s)) for s in series]
+    ts[0][20:] += 3 * 86_400_000  # a restart: reading 20 has no prediction
+    traces, _ = stream(LastValue(("c0",)), EngineScoring(ScoringSettings(), 1), series,
+                       ts_ms=ts)
+    for s, tr in zip(series, traces, strict=True):
+        assert tr.reading is not None and tr.predicted is not None
+        assert np.array_equal(tr.reading, s)
+        assert np.isnan(tr.predicted[0]).all()
+    # the last-value model predicts each reading as the one before it
+    p = traces[0].predicted
+    assert p is not None and np.isnan(p[20]).all()
+    assert np.array_equal(p[1:20], series[0][:19]) and np.array_equal(p[21:], series[0][20:-1])
+    assert np.array_equal(traces[1].predicted[1:], series[1][:-1])  # type: ignore[index]
