@@ -241,8 +241,15 @@ class ScoringSettings(_Section):
         "last hold_readings of them below clear_score) before a warning or alarm clears: one "
         "alarm per disturbance, held while it lasts.",
     )
-    channel_reduce: Literal["rms", "max"] = Field(
-        "rms", description="Score the channels' RMS residual, or each channel and take the max."
+    channel_reduce: Literal["rms", "max", "joint"] = Field(
+        "rms", description="Several channels: score their RMS residual (rms), each channel "
+        "apart taking the worst (max), or the residual vector against the engine's own "
+        "residual mean and covariance, learned while commissioning (joint: Mahalanobis "
+        "distance; correlated channels count once).",
+    )
+    joint_shrinkage: float = Field(
+        0.1, ge=0, le=1, description="joint: shrinkage of the residual covariance towards its "
+        "diagonal (at least channels / (readings learned + 1)).",
     )
     spike_floor: float = Field(
         60.0, gt=0, description="likelihood-spikes: decades of tail probability of one raw "

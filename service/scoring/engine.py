@@ -20,9 +20,10 @@ import numpy.typing as npt
 from service.config import ScoringSettings
 from service.domain import Status
 from service.scoring.registry import build_scorer
-from service.scoring.scorers import Scorer
+from service.scoring.scorers import Scorer, learned_rate
 from service.scoring.stats import FloatArray, const
 from service.scoring.status import StatusMachine
+from service.scoring.whitening import ResidualWhitening, shares
 
 _C_ZERO, _C_ONE, _C_MS = const(0.0), const(1.0), const(0.001)
 #: Step of the running median of an engine's sampling interval: each reading moves the
@@ -46,6 +47,8 @@ class ScoreBatch:
     score: FloatArray  #: (n,) anomaly score >= 0; higher = more anomalous (0 while commissioning)
     status: npt.NDArray[np.int8]  #: (n,) index into STATUS_ORDER
     changed: npt.NDArray[np.bool_]  #: (n,) status differs from before this reading
+    #: (n, C) each channel's share of the error (rows sum to 1; see ``whitening``)
+    contributions: FloatArray
 
 
 def reduce_residuals(residuals: FloatArray) -> FloatArray:
@@ -98,16 +101,27 @@ class EngineScoring:
         )
         #: scored streams per engine: one (RMS over channels) or one per channel ("max")
         self._k = n_channels if views or s.channel_reduce == "max" else 1
+        #: "joint": the residual vector is whitened against the engine's own residual
+        #: distribution (``whitening``), which lives after the status block.
+        self.whitening = (
+            ResidualWhitening(n_channels, s.joint_shrinkage)
+            if s.channel_reduce == "joint" and not views else None
+        )
         self._s0 = PACE_SIZE
         self._s1 = self._s0 + self.scorer.state_size * self._k
+        self._s2 = self._s1 + self.status.state_size
         #: floats per engine; fixed for the life of this object
-        self.state_size = self._s1 + self.status.state_size
+        self.state_size = self._s2 + (
+            self.whitening.state_size if self.whitening is not None else 0
+        )
         self._c = {
             k: const(v)
             for k, v in {
                 "readings": s.commission_readings,
                 "commission_ms": max(s.commission_s, model_warmup_s) * 1000.0,
                 "warning": s.warning_score, "inf": np.inf, "eta": INTERVAL_STEP,
+                "half_readings": s.commission_readings / 2,
+                "half_ms": max(s.commission_s, model_warmup_s) * 500.0,
 
             }.items()
         }  # fmt: skip
@@ -116,7 +130,7 @@ class EngineScoring:
         """State rows for ``n`` engines that have seen no reading (status warmup)."""
         state = np.zeros((n, self.state_size), dtype=np.float64)
         state[:, self._s0 : self._s1] = self.scorer.init_state(n * self._k).reshape(n, -1)
-        state[:, self._s1 :] = self.status.init_state(n)
+        state[:, self._s1 : self._s2] = self.status.init_state(n)
         return state
 
     def rebaseline(self, state: FloatArray) -> FloatArray:
@@ -159,17 +173,26 @@ class EngineScoring:
         ts = np.asarray(ts_ms).astype(np.float64)
         if ts.shape != (n,):
             raise ValueError(f"ts_ms must be ({n},), got {ts.shape}")
-        s0, s1 = self._s0, self._s1
+        s0, s1, s2 = self._s0, self._s1, self._s2
         c = self._c
         new_state = np.empty_like(state)
         warm, interval = self._pace(state, ts, new_state)
 
-        # RMS over channels, or each channel's |residual| scored on its own (then the max).
-        raw = reduce_residuals(residuals) if k == 1 else np.abs(residuals).reshape(-1)
-        # A non-finite error (a model blow-up) must not poison the statistics for good:
-        # it scores 1.0 and is not learned from.
-        finite = np.isfinite(raw)
-        all_finite = np.count_nonzero(finite) == finite.size  # usual: nothing to mask
+        # RMS over channels, the whitened residual's RMS (joint), or each channel's
+        # |residual| scored on its own (then the max).
+        wh = self.whitening
+        share: FloatArray | None = None
+        if wh is not None:
+            finite = np.asarray(np.isfinite(residuals).all(axis=1))
+            all_finite = np.count_nonzero(finite) == finite.size
+            clean = residuals if all_finite else np.where(finite[:, None], residuals, 0.0)
+            raw, share = wh.whiten(clean, state[:, s2:])
+        else:
+            raw = reduce_residuals(residuals) if k == 1 else np.abs(residuals).reshape(-1)
+            # A non-finite error (a model blow-up) must not poison the statistics for good:
+            # it scores 1.0 and is not learned from.
+            finite = np.isfinite(raw)
+            all_finite = np.count_nonzero(finite) == finite.size  # usual: nothing to mask
         if not all_finite:
             raw = np.where(finite, raw, 0.0)
         # Learn everything while commissioning, afterwards only what scores below warning;
@@ -187,6 +210,14 @@ class EngineScoring:
             held_k = np.repeat(held, k)
         else:
             held_k = held
+        if wh is not None:
+            # Joint: the error baseline learns from the second half of commissioning only,
+            # once the residual covariance has settled (its first estimates are rough and
+            # would inflate the error baseline for weeks).
+            early = warm & ((new_state[:, COUNT] < c["half_readings"])
+                            | (ts - new_state[:, START] < c["half_ms"]))
+            if np.count_nonzero(early):
+                learn_below = np.where(early, -np.inf, learn_below)
         if not all_finite:
             learn_below = np.where(finite, learn_below, -np.inf)
         sc_state = state[:, s0:s1].reshape(n * k, -1)
@@ -202,12 +233,23 @@ class EngineScoring:
             value = np.take_along_axis(values.reshape(n, k), worst, axis=1)[:, 0]
             threshold = np.take_along_axis(thresholds.reshape(n, k), worst, axis=1)[:, 0]
             bad = np.logical_not(finite.reshape(n, k).all(axis=1))
+            share = shares(np.where(np.isfinite(scores), scores, 0.0).reshape(n, k))
+        if share is None:
+            share = shares(np.square(np.where(np.isfinite(residuals), residuals, 0.0)))
+        if wh is not None:
+            # The residual distribution learns what the error baseline learns: everything
+            # while commissioning, afterwards readings judged normal outside an episode.
+            learn_w = finite & (warm | ((scores < c["warning"]) & ~held))
+            rate = learned_rate(self.settings.baseline_s, interval, state[:, s2])
+            new_state[:, s2:] = wh.learn(clean, state[:, s2:], rate, learn_w)
         if np.count_nonzero(warm):
             score = np.where(warm, 0.0, score)  # no score counts before commissioning ends
         if not all_finite:
             score = np.where(bad, 1.0, score)
         new_state[:, s0:s1] = learned.reshape(n, -1)
-        status = self.status.update_into(score, state[:, s1:], new_state[:, s1:], ts, warm)
+        status = self.status.update_into(
+            score, state[:, s1:s2], new_state[:, s1:s2], ts, warm
+        )
         # Episodes: begin at the first reading at warning level or above (after
         # commissioning), end when the engine is normal again with a reading below it.
         high = (score >= c["warning"]) & ~warm
@@ -219,6 +261,7 @@ class EngineScoring:
             score=score,
             status=status.astype(np.int8),
             changed=status != state[:, s1],
+            contributions=share,
         )
         return batch, new_state
 
