@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import enum
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+#: Channel contributions: (channel, share of the error) pairs, largest first.
+Contributions = tuple[tuple[str, float], ...]
+#: Shares below this are left out of a contributions list (the rest still sum to ~1).
+MIN_SHARE = 0.01
 
 
 class Status(enum.StrEnum):
@@ -59,7 +66,9 @@ class AnomalyEvent:
     """Emitted when an engine's status changes.
 
     ``cause`` says why: ``score`` (the scoring moved it) or ``baseline`` (an operator
-    re-baselined the engine, which starts commissioning afresh).
+    re-baselined the engine, which starts commissioning afresh). ``contributions``: which
+    channels drove the score of the reading and by how much (see :func:`contributions`);
+    empty for a baseline event.
     """
 
     engine_id: str
@@ -69,3 +78,15 @@ class AnomalyEvent:
     score: float
     model_version: str
     cause: str = "score"
+    contributions: Contributions = ()
+
+
+def contributions(channels: Sequence[str], shares: Iterable[float]) -> Contributions:
+    """``(channel, share)`` pairs of one reading, largest share first, rounded to 4 places;
+    shares below :data:`MIN_SHARE` are left out (the largest is always kept) and so are
+    non-finite ones (an engine not scored yet gives ``()``)."""
+    pairs = sorted(
+        ((c, float(v)) for c, v in zip(channels, shares, strict=True) if math.isfinite(v)),
+        key=lambda p: -p[1],
+    )
+    return tuple((c, round(v, 4)) for k, (c, v) in enumerate(pairs) if k == 0 or v >= MIN_SHARE)

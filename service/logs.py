@@ -85,9 +85,11 @@ def log_status_changes(events: Iterable[AnomalyEvent]) -> None:
             "score": round(e.score, 6), "event_ts_ms": e.ts_ms,
             "model_version": e.model_version, "cause": e.cause,
         }
-        channels = getattr(e, "channels", None)  # per-channel contributions, when scored so
-        if channels:
-            fields["channels"] = channels
         text = f"engine {e.engine_id}: {e.previous} -> {e.status} (score {e.score:.3f}"
-        text += f", channels {channels})" if channels else ")"
+        if len(e.contributions) > 1:  # which channels drive it (one channel: nothing to say)
+            fields["contributions"] = dict(e.contributions)
+            top = ", ".join(f"{c} {v:.0%}" for c, v in e.contributions[:3])
+            text += f", driven by {top})"
+        else:
+            text += ")"
         status_log.log(level, text, extra=fields)

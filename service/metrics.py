@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from prometheus_client import (
@@ -201,6 +201,9 @@ ENGINE_GAUGES: tuple[tuple[str, str, bool], ...] = (
      True),
     ("vibewatch_engine_prediction",
      "Prediction of the next reading per engine and channel; same series cap.", True),
+    ("vibewatch_engine_channel_contribution",
+     "Share (0-1) of the engine's latest error each channel drives (channels below 0.01 "
+     "left out); same series cap. Alerts name the top channels from it.", True),
 )
 
 
@@ -242,6 +245,8 @@ class EngineCollector(Collector):
                     families[5].add_metric([e.engine_id, channel], value)
                 for channel, value in e.predicted.items():
                     families[6].add_metric([e.engine_id, channel], value)
+                for channel, value in e.contributions.items():
+                    families[7].add_metric([e.engine_id, channel], value)
         return iter(families)
 
     @staticmethod
@@ -265,3 +270,5 @@ class EngineSample:
     error: float
     values: dict[str, float]
     predicted: dict[str, float]
+    #: channel -> share of the latest error (empty when not scored or not explained)
+    contributions: dict[str, float] = field(default_factory=dict)

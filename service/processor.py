@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from service.domain import AnomalyEvent, Reading, Status
+from service.domain import AnomalyEvent, Reading, Status, contributions
 from service.ingest.columns import ReadingColumns
 from service.state import F32, F64, I64, EngineStore
 
@@ -56,6 +56,9 @@ class ScoreBatchLike(Protocol):
     @property
     def changed(self) -> npt.NDArray[np.bool_]: ...
 
+    @property
+    def contributions(self) -> F64: ...
+
 
 class Scorer(Protocol):
     """What the processor needs of the scoring (see ``service.scoring``)."""
@@ -68,6 +71,8 @@ class Scorer(Protocol):
     def rebaseline(self, state: F64) -> F64: ...
 
     def update(self, residuals: F64, state: F64, ts_ms: I64) -> tuple[ScoreBatchLike, F64]: ...
+
+    def explain(self, residuals: F64, state: F64) -> F64: ...
 
 
 @dataclass(slots=True)
@@ -192,6 +197,8 @@ class BatchProcessor:
                             status=self.statuses[int(batch.status[j])],
                             score=float(batch.score[j]),
                             model_version=self.model.version,
+                            contributions=contributions(self.model.channels,
+                                                        batch.contributions[j]),
                         )
                     )
         first = store.count[slots] == 0

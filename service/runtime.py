@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
@@ -19,6 +20,7 @@ from service.api.engine_index import EngineIndex
 from service.api.event_index import EventIndex
 from service.api.page_cache import PageCache
 from service.config import Settings
+from service.domain import Contributions, contributions
 from service.errors import ArtifactError, BrokerUnavailableError
 from service.ingest import MessageDecoder
 from service.kafka import clients
@@ -100,7 +102,9 @@ class Runtime:
         # GET /anomalies: the committed anomalies topic's newest events.
         self.event_index = EventIndex(settings.api.max_events)
         self.event_log = EventLog(settings.kafka, settings.api.max_events, self.event_index.add)
-        self.metrics.engines.attach(StoreEngines(self.store, lambda: self.model.channels))
+        self.metrics.engines.attach(
+            StoreEngines(self.store, lambda: self.model.channels, self.explain)
+        )
         self.trimmer = MemoryTrimmer(settings.state.trim_interval_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -197,6 +201,29 @@ class Runtime:
     def tracks(self, engine_id: str) -> bool:
         """Whether this instance knows ``engine_id`` (owned here or in the fleet view)."""
         return engine_id in self.store.index or engine_id in self.fleet_store.index
+
+    def explain(self, actual: np.ndarray, scored: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """Each channel's share of the error of engines' latest readings ``actual`` scored
+        against predictions ``scored`` with scoring rows ``state``: ``(n, C)``, NaN rows for
+        engines not scored yet (:meth:`EngineScoring.explain`)."""
+        residual = self.model.scaled_residual(actual, scored)
+        return self.scoring.explain(residual, state)
+
+    def contributions(self, engine_id: str) -> Contributions:
+        """Which channels drive the engine's latest score (see ``EngineScoring.explain``),
+        from the store that has it (local or fleet view); ``()`` when it has no scored
+        reading or is not tracked."""
+        for store in (self.store, self.fleet_store):
+            with store.lock:
+                slot = store.index.get(engine_id)
+                if slot is None or store.count[slot] == 0:
+                    continue
+                pos = int((store.count[slot] - 1) % store.window)
+                actual = store.ring[slot : slot + 1, pos].astype(np.float64)
+                scored = store.scored_pred[slot : slot + 1]
+                state = store.score_state[slot : slot + 1].copy()
+            return contributions(self.model.channels, self.explain(actual, scored, state)[0])
+        return ()
 
     def request_baseline(self, engine_id: str, timeout_s: float = 10.0) -> int:
         """Ask the engine's owner to re-baseline it (see :mod:`service.kafka.commands`):

@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from service.domain import EngineView, Status
+from service.domain import EngineView, Status, contributions
 from service.metrics import EngineSample
-from service.state import EngineStore
+from service.state import F64, EngineStore
 
 
 def _opt(x: float) -> float | None:
@@ -75,15 +75,23 @@ def history(
     ]
 
 
+#: ``explain(actual, scored_against, score_state)``: each channel's share of the error of
+#: the latest readings, ``(n, C)`` (``Runtime.explain``).
+Explain = Callable[[F64, F64, F64], F64]
+
+
 class StoreEngines:
     """The per-engine gauges' source (``service.metrics.EngineSource``): a store's engines.
 
-    ``channels`` is called at every scrape (the model can be reloaded).
+    ``channels`` is called at every scrape (the model can be reloaded); ``explain``, when
+    given, gives the channels' contributions (one batched call per scrape).
     """
 
-    def __init__(self, store: EngineStore, channels: Callable[[], Sequence[str]]) -> None:
+    def __init__(self, store: EngineStore, channels: Callable[[], Sequence[str]],
+                 explain: Explain | None = None) -> None:
         self.store = store
         self.channels = channels
+        self.explain = explain
 
     def engine_samples(self, limit: int) -> list[EngineSample]:
         """The first ``limit`` engines with a reading, in the store's insertion order."""
@@ -91,7 +99,14 @@ class StoreEngines:
         out = []
         with store.lock:
             live = ((e, s) for e, s in store.index.items() if store.count[s] > 0)
-            for engine_id, slot in itertools.islice(live, limit):
+            taken = list(itertools.islice(live, limit))
+            slots = np.array([s for _, s in taken], dtype=np.intp)
+            shares = None
+            if self.explain is not None and slots.size:
+                pos = (store.count[slots] - 1) % store.window
+                shares = self.explain(store.ring[slots, pos].astype(np.float64),
+                                      store.scored_pred[slots], store.score_state[slots])
+            for k, (engine_id, slot) in enumerate(taken):
                 values, predicted = _latest(store, slot, channels)
                 out.append(EngineSample(
                     engine_id=engine_id,
@@ -102,5 +117,8 @@ class StoreEngines:
                     error=float(store.error[slot]),
                     values=values,
                     predicted=predicted,
+                    contributions=(
+                        {} if shares is None else dict(contributions(channels, shares[k]))
+                    ),
                 ))
         return out

@@ -56,6 +56,7 @@ def engine_documents(
             "scored_against": (None if any(math.isnan(v) for v in scored)
                                else _channels(channels, scored)),
             "error": error if math.isfinite(error) else None,
+            "contributions": None,  # GET /engines/{id} fills it in (not kept in the list)
             "score": score if math.isfinite(score) else 0.0,
             "status": statuses[status].value,
             "status_since": as_datetime(since),

@@ -168,6 +168,8 @@ def get_engine(runtime: RuntimeDep, engine_id: ENGINE_PATH) -> Response:
     m = runtime.model
     doc = engine_documents(rows, m.channels, runtime.processor.statuses, m.version,
                            runtime.store.committed_seq, runtime.stale_before_ms())[0]
+    shares = runtime.contributions(engine_id)
+    doc["contributions"] = dict(shares) if shares else None
     return _json(doc)
 
 

@@ -33,6 +33,15 @@ ERROR_DOC = (
 )
 
 
+CONTRIBUTIONS_DOC = (
+    "Which channels drive the score of the reading, and by how much: channel -> share of "
+    "the error (0-1, largest first; shares below 0.01 left out). With scoring.channel_reduce "
+    "joint, the share of the Mahalanobis distance of the residual vector against the "
+    "engine's own residual covariance; with rms, of the sum of squared scaled residuals; "
+    "with max, of the per-channel scores."
+)
+
+
 class EngineOut(BaseModel):
     """One engine as of its latest processed reading."""
 
@@ -49,6 +58,10 @@ class EngineOut(BaseModel):
         "first reading and the first after a gap restarted its state."
     )
     error: float | None = Field(description=ERROR_DOC)
+    contributions: dict[str, float] | None = Field(
+        None, description=CONTRIBUTIONS_DOC + " GET /engines/{id} only (null in the list), "
+        "and null before the engine's first scored reading."
+    )
     score: float = Field(
         ge=0, description="Anomaly score, no upper bound; higher is more anomalous "
         "(tenths of decades of the hours of normal operation between such departures: "
@@ -103,12 +116,15 @@ class EventOut(BaseModel):
     model_version: str
     cause: str = Field(description="score: the scoring changed the status; baseline: an "
                        "operator re-baselined the engine (commissioning starts afresh).")
+    contributions: dict[str, float] = Field(
+        default_factory=dict, description=CONTRIBUTIONS_DOC + " Empty for a baseline event."
+    )
 
     @classmethod
     def of(cls, e: AnomalyEvent) -> EventOut:
         return cls(engine_id=e.engine_id, ts=as_datetime(e.ts_ms), previous=e.previous,
                    status=e.status, score=e.score, model_version=e.model_version,
-                   cause=e.cause)
+                   cause=e.cause, contributions=dict(e.contributions))
 
 
 class EventPage(BaseModel):

@@ -95,6 +95,7 @@ FIXED: dict[str, Any] = {
     # several sensors of one unit are pooled (C-MAPSS: the maximum of 14 separately scored
     # sensors raises early alarms on most engines)
     "channel_reduce": "rms",
+    "joint_shrinkage": 0.1,
     "telemanom_window": 100,
 }
 #: What the grid varies, each for a reason: the scorer (spikes seen apart or not), the

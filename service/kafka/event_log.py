@@ -46,6 +46,9 @@ def decode_event(value: bytes) -> AnomalyEvent:
         score=float(doc["score"]),
         model_version=str(doc["model_version"]),
         cause=str(doc.get("cause", "score")),
+        contributions=tuple(
+            (str(c), float(v)) for c, v in (doc.get("contributions") or {}).items()
+        ),
     )
 
 

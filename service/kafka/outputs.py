@@ -48,6 +48,7 @@ def event_record(event: AnomalyEvent) -> Record:
         "score": event.score,
         "model_version": event.model_version,
         "cause": event.cause,
+        "contributions": dict(event.contributions),
     }
     return event.engine_id.encode(), json.dumps(doc, separators=(",", ":")).encode(), []
 

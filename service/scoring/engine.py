@@ -104,7 +104,7 @@ class EngineScoring:
         #: "joint": the residual vector is whitened against the engine's own residual
         #: distribution (``whitening``), which lives after the status block.
         self.whitening = (
-            ResidualWhitening(n_channels, s.joint_shrinkage)
+            ResidualWhitening(n_channels, s.joint_shrinkage, s.smoothing)
             if s.channel_reduce == "joint" and not views else None
         )
         self._s0 = PACE_SIZE
@@ -186,7 +186,7 @@ class EngineScoring:
             finite = np.asarray(np.isfinite(residuals).all(axis=1))
             all_finite = np.count_nonzero(finite) == finite.size
             clean = residuals if all_finite else np.where(finite[:, None], residuals, 0.0)
-            raw, share = wh.whiten(clean, state[:, s2:])
+            raw, terms = wh.whiten(clean, state[:, s2:])
         else:
             raw = reduce_residuals(residuals) if k == 1 else np.abs(residuals).reshape(-1)
             # A non-finite error (a model blow-up) must not poison the statistics for good:
@@ -234,14 +234,15 @@ class EngineScoring:
             threshold = np.take_along_axis(thresholds.reshape(n, k), worst, axis=1)[:, 0]
             bad = np.logical_not(finite.reshape(n, k).all(axis=1))
             share = shares(np.where(np.isfinite(scores), scores, 0.0).reshape(n, k))
-        if share is None:
-            share = shares(np.square(np.where(np.isfinite(residuals), residuals, 0.0)))
         if wh is not None:
             # The residual distribution learns what the error baseline learns: everything
             # while commissioning, afterwards readings judged normal outside an episode.
             learn_w = finite & (warm | ((scores < c["warning"]) & ~held))
             rate = learned_rate(self.settings.baseline_s, interval, state[:, s2])
-            new_state[:, s2:] = wh.learn(clean, state[:, s2:], rate, learn_w)
+            new_state[:, s2:] = wh.learn(clean, terms, state[:, s2:], rate, learn_w)
+            share = wh.shares(new_state[:, s2:])
+        elif share is None:
+            share = shares(np.square(np.where(np.isfinite(residuals), residuals, 0.0)))
         if np.count_nonzero(warm):
             score = np.where(warm, 0.0, score)  # no score counts before commissioning ends
         if not all_finite:
@@ -264,6 +265,28 @@ class EngineScoring:
             contributions=share,
         )
         return batch, new_state
+
+    def explain(self, residuals: FloatArray, state: FloatArray) -> FloatArray:
+        """Each channel's share of the error of one residual row per engine, ``(n, C)`` (rows
+        sum to 1; NaN rows where the residual is not finite), from ``state`` as it is after
+        that reading: what ``ScoreBatch.contributions`` said when it was scored (joint: read
+        from the state; otherwise recomputed, up to what that reading itself taught).
+        Called by the API and the metrics for engines' latest readings."""
+        residuals = np.asarray(residuals, dtype=np.float64)
+        n, k = residuals.shape[0], self._k
+        finite = np.asarray(np.isfinite(residuals).all(axis=1))
+        clean = np.where(finite[:, None], residuals, 0.0)
+        if self.whitening is not None:
+            share = self.whitening.shares(state[:, self._s2 :])
+        elif k > 1:
+            dt = np.repeat(state[:, INTERVAL], k)
+            sc_state = state[:, self._s0 : self._s1].reshape(n * k, -1)
+            share = shares(self.scorer.score_many(np.abs(clean).reshape(-1), sc_state, dt)
+                           .reshape(n, k))
+        else:
+            share = shares(np.square(clean))
+        out: FloatArray = np.where(finite[:, None], share, np.nan)
+        return out
 
     def _pace(
         self, state: FloatArray, ts: FloatArray, out: FloatArray

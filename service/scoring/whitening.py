@@ -10,12 +10,14 @@ Mahalanobis distance is ``d2 = w' S^-1 w`` and the error handed to the scorer is
 of channels. Correlated channels then count once, not once per channel, and a channel
 that is usually quiet weighs more when it moves than one that always wobbles.
 
-Attribution: ``d2`` splits exactly into per-channel terms ``w_i (S^-1 w)_i``; a channel's
-share is its term (negative terms, which only arise between correlated channels, count 0)
-over their sum. For the other reductions the share is the channel's part of the sum of
-squared residuals.
+Attribution: ``d2`` splits exactly into per-channel terms ``w_i (S^-1 w)_i``. The score
+comes from the smoothed error (the scorer's EWMA with rate ``scoring.smoothing``), so the
+terms are smoothed the same way, and a channel's share is its smoothed term (negative
+terms, which only arise between correlated channels, count 0) over their sum: the channels
+behind the score, not behind one noisy reading. For the other reductions the share is the
+channel's part of the reading's sum of squared residuals.
 
-Memory per engine: ``1 + C + C*C`` floats (73 at 8 channels, 211 at 14). Cost: one batched
+Memory per engine: ``1 + 2C + C*C`` floats (81 at 8 channels, 225 at 14). Cost: one batched
 ``C x C`` solve per batch (about 0.6 us per engine at 8 channels on the 2-core box).
 """
 
@@ -48,21 +50,24 @@ def shares(terms: FloatArray) -> FloatArray:
 
 
 class ResidualWhitening:
-    """Per-engine residual mean and shrinkage covariance; state row
-    ``[learned, mean (C), covariance (C*C, row-major)]``.
+    """Per-engine residual mean and shrinkage covariance, and the smoothed per-channel terms
+    of the distance; state row ``[learned, mean (C), covariance (C*C, row-major), terms
+    (C)]``.
 
     Called by :class:`service.scoring.engine.EngineScoring` once per reading: ``whiten``
     before the reading is learned, ``learn`` after the scorer judged it.
     """
 
-    def __init__(self, n_channels: int, shrinkage: float) -> None:
+    def __init__(self, n_channels: int, shrinkage: float, smoothing: float = 1.0) -> None:
         if n_channels < 1:
             raise ValueError("need at least one channel")
         if not 0.0 <= shrinkage <= 1.0:
             raise ValueError("shrinkage must be in [0, 1]")
         self.n_channels = n_channels
         self.shrinkage = shrinkage
-        self.state_size = 1 + n_channels + n_channels * n_channels
+        self.smoothing = smoothing
+        self._t0 = 1 + n_channels + n_channels * n_channels  # the smoothed terms
+        self.state_size = self._t0 + n_channels
         self._eye = np.eye(n_channels, dtype=np.float64)
 
     def init_state(self, n: int) -> FloatArray:
@@ -72,7 +77,7 @@ class ResidualWhitening:
         c = self.n_channels
         count = state[:, 0]
         mean = state[:, 1 : 1 + c]
-        cov = state[:, 1 + c :].reshape(-1, c, c)
+        cov = state[:, 1 + c : self._t0].reshape(-1, c, c)
         return count, mean, cov
 
     def covariance(self, state: FloatArray) -> FloatArray:
@@ -89,9 +94,10 @@ class ResidualWhitening:
         return out
 
     def whiten(self, residuals: FloatArray, state: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """``(error, shares)`` of one residual vector per engine: ``sqrt(d2 / C)`` (0 for an
+        """``(error, terms)`` of one residual vector per engine: ``sqrt(d2 / C)`` (0 for an
         engine that has learned fewer than two readings: no spread exists yet) and each
-        channel's share of ``d2``, ``(n, C)``. Residuals must be finite."""
+        channel's term of ``d2``, ``(n, C)`` (its squared residual while not ready).
+        Residuals must be finite."""
         count, mean, _ = self._parts(state)
         w = residuals - mean
         solved = np.linalg.solve(self.covariance(state), w[:, :, None])[:, :, 0]
@@ -99,14 +105,20 @@ class ResidualWhitening:
         d2 = np.maximum(terms.sum(axis=1), _C_ZERO)
         ready = count >= 2.0
         error: FloatArray = np.where(ready, np.sqrt(d2 / self.n_channels), 0.0)
-        share = np.where(ready[:, None], shares(terms), shares(np.square(residuals)))
-        return error, share
+        out: FloatArray = np.where(ready[:, None], terms, np.square(residuals))
+        return error, out
 
-    def learn(self, residuals: FloatArray, state: FloatArray, rate: FloatArray,
-              learn: BoolArray) -> FloatArray:
-        """New state rows after learning each engine's residual where ``learn`` (bool), at
+    def shares(self, state: FloatArray) -> FloatArray:
+        """Each channel's share of the smoothed distance, ``(n, C)``, as of the last
+        :meth:`learn` (equal shares before any reading)."""
+        return shares(state[:, self._t0 :])
+
+    def learn(self, residuals: FloatArray, terms: FloatArray, state: FloatArray,
+              rate: FloatArray, learn: BoolArray) -> FloatArray:
+        """New state rows after one reading per engine: the smoothed ``terms`` (from
+        :meth:`whiten`) always move on; the residual is learned where ``learn`` (bool), at
         per-reading EWMA ``rate`` (n,): ``mean += rate*diff`` and ``cov = (1 - rate) * (cov +
-        rate * diff diff')``; the others are copied."""
+        rate * diff diff')``."""
         count, mean, cov = self._parts(state)
         r = np.where(learn, rate, 0.0)
         diff = residuals - mean
@@ -116,5 +128,9 @@ class ResidualWhitening:
         new[:, 1 : 1 + c] = mean + r[:, None] * diff
         outer = diff[:, :, None] * diff[:, None, :]
         new_cov = (1.0 - r)[:, None, None] * (cov + r[:, None, None] * outer)
-        new[:, 1 + c :] = new_cov.reshape(len(state), -1)
+        new[:, 1 + c : self._t0] = new_cov.reshape(len(state), -1)
+        a = self.smoothing
+        old = state[:, self._t0 :]
+        first = (count == 0.0)[:, None]  # the first reading sets them
+        new[:, self._t0 :] = np.where(first, terms, (1.0 - a) * old + a * terms)
         return new

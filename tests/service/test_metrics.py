@@ -29,7 +29,11 @@ def _fed(max_series: int, engines: list[str]) -> tuple[Metrics, BatchProcessor]:
                 for k in range(5) for i, e in enumerate(engines)]
     processor.process(readings, [i % 3 for i in range(len(readings))])
     metrics = Metrics(CollectorRegistry(), max_engine_series=max_series)
-    metrics.engines.attach(StoreEngines(store, lambda: model.channels))
+    metrics.engines.attach(StoreEngines(
+        store, lambda: model.channels,
+        lambda actual, scored, state: scoring.explain(model.scaled_residual(actual, scored),
+                                                      state),
+    ))
     return metrics, processor
 
 
@@ -52,6 +56,7 @@ def test_gauges_show_the_stores_current_values() -> None:
         assert _value(text, "vibewatch_engine_prediction", engine, "vibration") == (
             pytest.approx(view.predicted["vibration"]))
         assert _value(text, "vibewatch_engine_last_seen_timestamp_seconds", engine) == 1.0
+        assert _value(text, "vibewatch_engine_channel_contribution", engine, "vibration") == 1.0
     # The next reading shows at the next scrape, with no call in between.
     processor.process([Reading("a", T0 + 10_000, {"vibration": 7.0})], [0])
     text = generate_latest(metrics.registry).decode()

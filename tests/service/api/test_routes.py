@@ -184,7 +184,10 @@ def test_engine_documents_match_the_schema(client: TestClient) -> None:
     for doc in [*listed, one]:
         EngineOut.model_validate(doc)
         assert doc["source"] == "local" and doc["committed"] and not doc["stale"]
-    assert one == next(e for e in listed if e["engine_id"] == "engine-2")
+    listed_one = next(e for e in listed if e["engine_id"] == "engine-2")
+    assert listed_one["contributions"] is None  # the list does not keep them
+    assert one["contributions"] == {"vibration": 1.0}  # one channel drives it all
+    assert {**one, "contributions": None} == listed_one
 
 
 def test_scored_against_is_the_previous_prediction(client: TestClient, runtime: Runtime) -> None:
@@ -196,7 +199,8 @@ def test_scored_against_is_the_previous_prediction(client: TestClient, runtime: 
     assert after["readings"] == before["readings"] + 1
     # the list shows the same once the index has refreshed
     listed = client.get("/engines", params={"sort": "engine_id"}).json()["engines"]
-    assert next(e for e in listed if e["engine_id"] == "engine-1") == after
+    assert next(e for e in listed if e["engine_id"] == "engine-1") == {
+        **after, "contributions": None}
 
 
 def test_first_reading_has_nothing_it_was_scored_against(
@@ -205,6 +209,7 @@ def test_first_reading_has_nothing_it_was_scored_against(
     _feed(runtime, "engine-new", 0)
     doc = client.get("/engines/engine-new").json()
     assert doc["scored_against"] is None and doc["error"] is None
+    assert doc["contributions"] is None
     EngineOut.model_validate(doc)
 
 

@@ -32,16 +32,18 @@ def test_whitened_error_is_the_mahalanobis_distance() -> None:
     cov_true = np.array([[1.0, 0.8, 0.0], [0.8, 1.0, 0.0], [0.0, 0.0, 4.0]])
     x = rng.multivariate_normal(np.array([1.0, 0.0, -1.0]), cov_true, 5000)
     for r in x:
-        state = wh.learn(r[None, :], state, np.array([1 / (state[0, 0] + 1)]), np.array([True]))
+        terms = wh.whiten(r[None, :], state)[1]
+        state = wh.learn(r[None, :], terms, state, np.array([1 / (state[0, 0] + 1)]),
+                         np.array([True]))
     mean, cov = x.mean(axis=0), np.cov(x.T, bias=True)
     assert np.allclose(state[0, 1:4], mean)
     probe = np.array([[2.0, -1.0, 0.5]])
     w = probe[0] - mean
     s = wh.covariance(state)[0]
-    error, share = wh.whiten(probe, state)
+    error, terms = wh.whiten(probe, state)
     assert error[0] == pytest.approx(np.sqrt(w @ np.linalg.solve(s, w) / 3))
+    assert terms.sum() == pytest.approx(3 * error[0] ** 2)  # the terms split d2 exactly
     assert np.allclose(s, cov, rtol=0.01, atol=1e-3)  # shrinkage 3/5001, floor 1e-3 of mean
-    assert share.sum() == pytest.approx(1.0)
 
 
 def test_shares_rows_sum_to_one_and_a_zero_row_is_even() -> None:
@@ -58,7 +60,7 @@ def test_joint_alarms_on_a_broken_correlation_and_names_the_channels() -> None:
     res[600:, 0, 0] += 1.5  # break: 0 goes up while 1 follows the common cause alone
     res[600:, 0, 1] -= 1.5
     joint = EngineScoring(JOINT, n_channels=6)
-    assert joint.state_size == 6 + joint.scorer.state_size + 5 + 1 + 6 + 36
+    assert joint.state_size == 6 + joint.scorer.state_size + 5 + 1 + 6 + 36 + 6
     batches, _ = _run(joint, res)
     assert all(b.status[0] != ALARM for b in batches[:600]), "no false alarm before"
     first = next(i for i, b in enumerate(batches) if b.status[0] == ALARM)
@@ -103,8 +105,9 @@ def test_joint_non_finite_residual_scores_one_and_is_not_learned() -> None:
     assert batch.score[0] == 1.0
     assert np.all(np.isfinite(new))
     s2 = joint.state_size - joint.whitening.state_size  # type: ignore[union-attr]
-    assert np.array_equal(new[0, s2:], state[0, s2:])
-    assert not np.array_equal(new[1, s2:], state[1, s2:])
+    learned = slice(s2, s2 + 1 + 3 + 9)  # count, mean, covariance (not the smoothed terms)
+    assert np.array_equal(new[0, learned], state[0, learned])
+    assert not np.array_equal(new[1, learned], state[1, learned])
 
 
 def test_one_channel_joint_matches_the_scale_free_rms() -> None:
