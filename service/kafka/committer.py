@@ -165,8 +165,12 @@ class Committer:
         if producer is not None:
             try:
                 producer.close(timeout=5)
-            except Exception:
-                log.exception("closing the producer failed")
+            except Exception as exc:
+                # The broker is gone: stop the sender now, or it retries the old
+                # transaction's requests once the broker is back (``compat.force_close``).
+                log.warning("the producer did not close in 5 s (%s); stopping it without "
+                            "sending what it holds", exc)
+                compat.force_close(producer)
 
     # -- committing ----------------------------------------------------------------------
     def advance(self, consumer: KafkaConsumer, catching_up: bool) -> None:

@@ -11,6 +11,7 @@ changes shape, so an upgrade shows at once what to revisit. Why each is needed:
   rebalance is in progress or due (the public API does not say).
 * :func:`join`: drives a group join to its end without fetching (see there).
 * :func:`unpark`: works around parked fetched records that never come back (see there).
+* :func:`force_close`: stops a producer whose graceful close failed (see there).
 """
 
 from __future__ import annotations
@@ -80,13 +81,31 @@ def unpark(consumer: KafkaConsumer) -> None:
         fetcher._next_partition_records = None
 
 
+def force_close(producer: KafkaProducer, timeout_s: float = 5.0) -> None:
+    """Stop the producer's sender thread without sending what it still holds.
+
+    ``KafkaProducer.close`` flushes first and raises when the flush times out (a broker
+    that is down), before it stops the sender: the sender thread then lives on and, once
+    the broker is back, retries the old transaction's requests. A retried
+    ``TxnOffsetCommit`` that lands after the new producer of the same transactional id has
+    fenced the old one leaves offsets pending in ``__consumer_offsets`` that no transaction
+    marker will ever resolve (a hanging transaction): every fetch of the group's committed
+    offsets then fails with ``UNSTABLE_OFFSET_COMMIT``, and the instance never gets ready.
+    """
+    sender: Any = producer._sender
+    if sender is not None and sender.is_alive():
+        sender.force_close()
+        sender.join(timeout_s)
+
+
 def missing_attributes(producer: KafkaProducer | None, consumer: KafkaConsumer | None) -> list[str]:
     """The private attributes used here that these clients lack (empty when all exist)."""
     wanted: list[tuple[Any, str]] = []
     if producer is not None:
         tm = getattr(producer, "_transaction_manager", None)
+        sender = getattr(producer, "_sender", None)
         wanted += [(producer, "_transaction_manager"), (producer, "_sender"),
-                   (getattr(producer, "_sender", None), "wakeup")]
+                   (sender, "wakeup"), (sender, "force_close")]
         if tm is not None:
             wanted += [(tm, "send_offsets_to_transaction"), (tm, "begin_commit")]
     if consumer is not None:
