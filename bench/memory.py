@@ -45,16 +45,18 @@ def measure(kind: str, **params: Any) -> dict[str, Any]:
     return result
 
 
-def _setup(window: int, artifact: Path) -> tuple[Any, Any, int]:
+def _setup(window: int, artifact: Path,
+           scoring: dict[str, Any] | None = None) -> tuple[Any, Any, int]:
     from service.config import load_settings
     from service.model import load_streaming_model
     from service.scoring import EngineScoring
 
     base = rss_kib()
     model = load_streaming_model(artifact)
-    scoring = EngineScoring(load_settings(state={"window": window}).scoring, len(model.channels))
+    settings = load_settings(state={"window": window}, scoring=scoring or {})
+    scoring_ = EngineScoring(settings.scoring, len(model.channels))
     gc.collect()
-    return model, scoring, rss_kib() - base
+    return model, scoring_, rss_kib() - base
 
 
 def _processor(model: Any, scoring: Any, window: int) -> Any:
@@ -73,13 +75,15 @@ def _ticks(engines: int, ticks: int, channels: tuple[str, ...]) -> list[list[Any
     return list(_ticks_iter(engines, ticks, channels))
 
 
-def rss(engines: int, window: int, artifact: Path) -> dict[str, Any]:
-    """RSS growth of the engine state for ``engines`` engines (2 readings each)."""
-    model, scoring, model_kib = _setup(window, artifact)
+def rss(engines: int, window: int, artifact: Path,
+        scoring: dict[str, Any] | None = None) -> dict[str, Any]:
+    """RSS growth of the engine state for ``engines`` engines (2 readings each);
+    ``scoring``: settings that differ from the defaults (e.g. channel_reduce)."""
+    model, scoring_, model_kib = _setup(window, artifact, scoring)
     gc.collect()
     _trim_heap()
     before = rss_kib()
-    proc = _processor(model, scoring, window)
+    proc = _processor(model, scoring_, window)
     for tick in _ticks_iter(engines, 2, model.channels):
         for start in range(0, len(tick), POLL):
             part = tick[start : start + POLL]
@@ -126,10 +130,11 @@ def _ticks_iter(engines: int, ticks: int, channels: tuple[str, ...]) -> Any:
                for i, e in enumerate(ids)]
 
 
-def cost(engines: int, window: int, artifact: Path, ticks: int) -> dict[str, Any]:
+def cost(engines: int, window: int, artifact: Path, ticks: int,
+         scoring: dict[str, Any] | None = None) -> dict[str, Any]:
     """Microseconds per reading of ``process`` and of encoding the changelog rows."""
-    model, scoring, _ = _setup(window, artifact)
-    proc = _processor(model, scoring, window)
+    model, scoring_, _ = _setup(window, artifact, scoring)
+    proc = _processor(model, scoring_, window)
     data = _ticks(engines, ticks + 2, model.channels)
     for tick in data[:2]:  # create the rows and a first prediction outside the timing
         proc.process(tick, [0] * len(tick))

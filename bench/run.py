@@ -28,7 +28,7 @@ from bench.report import header, write_json  # noqa: E402
 SCENARIOS = ("throughput", "baselines", "memory", "cost", "latency", "coldstart")
 #: long scenarios, run only when named (``--scenarios restart,failover,broker-restart,api``);
 #: `peers` also installs three stream processors into .venv-peers/ on first use (bench/peers/)
-EXTRA = ("restart", "failover", "broker-restart", "peers", "api")
+EXTRA = ("restart", "failover", "broker-restart", "peers", "api", "channels")
 DEFAULT_ARTIFACT = ROOT / "models" / "artifacts" / "default"
 
 
@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="api: concurrent HTTP clients (default 50)")
     p.add_argument("--api-seconds", type=float, default=30.0,
                    help="api: seconds of each phase, without and with API load (default 30)")
+    p.add_argument("--channels-engines", type=_ints, default=[1000, 10_000],
+                   help="channels: fleet sizes for the 8- against 1-channel cost (default "
+                   "1000,10000)")
     p.add_argument("--out", type=Path, help="JSON path (default bench/results/<time>.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -124,6 +127,7 @@ def apply_quick(a: argparse.Namespace) -> None:
     a.peer_engines, a.peer_single_readings, a.peer_batch_readings = [200], 2_000, 10_000
     a.peer_budget, a.peer_latency_rates = 5.0, [500]
     a.api_engines, a.api_rate, a.api_seconds, a.api_clients = 2000, 1000, 5.0, 10
+    a.channels_engines = [1000]
 
 
 def main(argv: list[str] | None = None) -> int:

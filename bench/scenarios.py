@@ -14,6 +14,8 @@ from bench.data import Dataset, fill
 from bench.report import table
 from bench.service_run import ServiceResult, run_service
 
+ROOT = Path(__file__).resolve().parent.parent
+
 TARGETS = {"single": 40_000.0, "batch": 250_000.0}
 
 
@@ -37,6 +39,8 @@ def run_all(a: argparse.Namespace, doc: dict[str, Any]) -> None:
     needs_broker = wanted & {"throughput", "baselines", "latency", "coldstart", "peers", "api"}
     if wanted & {"memory", "cost"}:
         memory_scenarios(a, doc)
+    if "channels" in wanted:
+        channel_cost(a, doc)
     if not needs_broker:
         return
     with running_broker(a.bootstrap) as bootstrap:
@@ -176,6 +180,42 @@ def memory_scenarios(a: argparse.Namespace, doc: dict[str, Any]) -> None:
               "changelog rows a commit writes, one per engine per poll of 5,000 readings)")
         print(table(["engines", "window", "readings", "process us", "changelog encode us",
                      "changelog row B"], rows), flush=True)
+
+
+#: The `channels` scenario's runs: (label, artifact, scoring settings). The first is the
+#: 1-channel baseline the others are compared with, in the same run.
+CHANNEL_RUNS: tuple[tuple[str, Path, dict[str, Any]], ...] = (
+    ("1 channel (default model, rms)", ROOT / "models" / "artifacts" / "default", {}),
+    ("8 channels (ims1-8ch, rms)", ROOT / "models" / "artifacts" / "ims1-8ch", {}),
+    ("8 channels (ims1-8ch, joint)", ROOT / "models" / "artifacts" / "ims1-8ch",
+     {"channel_reduce": "joint"}),
+)
+
+
+def channel_cost(a: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """Cost per reading and memory per engine at 8 channels against 1 channel (issue 13's
+    target: at most 2x), each measured in a fresh interpreter, window 256."""
+    from bench.memory import measure
+
+    rows, res = [], []
+    for n in a.channels_engines:
+        base: float | None = None
+        for label, artifact, scoring in CHANNEL_RUNS:
+            ticks = max(3, 50_000 // n)
+            c = measure("cost", engines=n, window=256, artifact=artifact, ticks=ticks,
+                        scoring=scoring)
+            m = measure("rss", engines=n, window=256, artifact=artifact, scoring=scoring)
+            base = c["process_us"] if base is None else base
+            ratio = round(c["process_us"] / base, 2)
+            res.append({"label": label, "engines": n, "scoring": scoring, "cost": c,
+                        "memory": m, "ratio_to_1_channel": ratio})
+            rows.append([label, n, c["process_us"], ratio, c["changelog_row_bytes"],
+                         m["bytes_per_engine"]])
+    doc["channels"] = res
+    print("\nCost per reading and memory per engine, 8 channels against 1 (window 256; "
+          "target: at most 2x the 1-channel cost)")
+    print(table(["run", "engines", "process us", "x 1 channel", "changelog row B",
+                 "RSS B/engine"], rows), flush=True)
 
 
 def latency(a: argparse.Namespace, doc: dict[str, Any], bootstrap: str) -> None:

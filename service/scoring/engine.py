@@ -23,7 +23,7 @@ from service.scoring.registry import build_scorer
 from service.scoring.scorers import Scorer, learned_rate
 from service.scoring.stats import FloatArray, const
 from service.scoring.status import StatusMachine
-from service.scoring.whitening import ResidualWhitening, shares
+from service.scoring.whitening import LEARN_EVERY, ResidualWhitening, shares
 
 _C_ZERO, _C_ONE, _C_MS = const(0.0), const(1.0), const(0.001)
 #: Step of the running median of an engine's sampling interval: each reading moves the
@@ -181,7 +181,7 @@ class EngineScoring:
         # RMS over channels, the whitened residual's RMS (joint), or each channel's
         # |residual| scored on its own (then the max).
         wh = self.whitening
-        share: FloatArray | None = None
+        share: FloatArray | None = None  # set below, whatever the reduction
         if wh is not None:
             finite = np.asarray(np.isfinite(residuals).all(axis=1))
             all_finite = np.count_nonzero(finite) == finite.size
@@ -234,14 +234,7 @@ class EngineScoring:
             threshold = np.take_along_axis(thresholds.reshape(n, k), worst, axis=1)[:, 0]
             bad = np.logical_not(finite.reshape(n, k).all(axis=1))
             share = shares(np.where(np.isfinite(scores), scores, 0.0).reshape(n, k))
-        if wh is not None:
-            # The residual distribution learns what the error baseline learns: everything
-            # while commissioning, afterwards readings judged normal outside an episode.
-            learn_w = finite & (warm | ((scores < c["warning"]) & ~held))
-            rate = learned_rate(self.settings.baseline_s, interval, state[:, s2])
-            new_state[:, s2:] = wh.learn(clean, terms, state[:, s2:], rate, learn_w)
-            share = wh.shares(new_state[:, s2:])
-        elif share is None:
+        if wh is None and share is None:
             share = shares(np.square(np.where(np.isfinite(residuals), residuals, 0.0)))
         if np.count_nonzero(warm):
             score = np.where(warm, 0.0, score)  # no score counts before commissioning ends
@@ -256,13 +249,25 @@ class EngineScoring:
         high = (score >= c["warning"]) & ~warm
         over = (status <= 1.0) & ~high
         new_state[:, EPISODE] = np.where(over, _C_ZERO, np.where(high, _C_ONE, episode))
+        if wh is not None:
+            # The residual distribution learns what the error baseline learns: everything
+            # while commissioning, afterwards readings judged normal outside an episode.
+            learn_w = finite & (warm | ((scores < c["warning"]) & ~held))
+            rate = learned_rate(self.settings.baseline_s, interval, state[:, s2])
+            if np.count_nonzero(~warm):  # after commissioning: every LEARN_EVERY-th reading
+                due = warm | (np.fmod(new_state[:, SEEN], LEARN_EVERY) == 0.0)
+                learn_w &= due
+                rate = np.where(warm, rate, -np.expm1(LEARN_EVERY * np.log1p(-rate)))
+            new_state[:, s2:] = wh.learn(clean, terms, state[:, s2:], rate, learn_w,
+                                         new_state[:, EPISODE] > _C_ZERO)
+            share = wh.shares(new_state[:, s2:])
         batch = ScoreBatch(
             error=value,
             threshold=threshold,
             score=score,
             status=status.astype(np.int8),
             changed=status != state[:, s1],
-            contributions=share,
+            contributions=share if share is not None else np.full_like(residuals, np.nan),
         )
         return batch, new_state
 

@@ -10,15 +10,23 @@ Mahalanobis distance is ``d2 = w' S^-1 w`` and the error handed to the scorer is
 of channels. Correlated channels then count once, not once per channel, and a channel
 that is usually quiet weighs more when it moves than one that always wobbles.
 
-Attribution: ``d2`` splits exactly into per-channel terms ``w_i (S^-1 w)_i``. The score
-comes from the smoothed error (the scorer's EWMA with rate ``scoring.smoothing``), so the
-terms are smoothed the same way, and a channel's share is its smoothed term (negative
-terms, which only arise between correlated channels, count 0) over their sum: the channels
-behind the score, not behind one noisy reading. For the other reductions the share is the
-channel's part of the reading's sum of squared residuals.
+Attribution: a channel's contribution is how much ``d2`` falls when that channel alone is
+replaced by the value the others make most likely, ``(S^-1 w)_i^2 / (S^-1)_ii`` (the
+reconstruction-based contribution of Alcala and Qin, 2009). It is never negative, and when
+two channels that always move together part ways it names both (the split of ``d2`` into
+``w_i (S^-1 w)_i`` would credit whichever is further from its mean and give the other a
+negative term). The score comes from the smoothed error (the scorer's EWMA at
+``scoring.smoothing``), so the contributions are smoothed the same way, and within an
+anomalous episode (from its first reading at warning level) averaged over the episode's
+readings; a channel's share is its contribution over their sum: the channels behind the
+score and the disturbance, not behind one noisy reading. For the other reductions the share
+is the channel's part of the reading's sum of squared residuals.
 
-Memory per engine: ``1 + 2C + C*C`` floats (81 at 8 channels, 225 at 14). Cost: one batched
-``C x C`` solve per batch (about 0.6 us per engine at 8 channels on the 2-core box).
+Memory per engine: ``2 + 2C + 2C*C`` floats (146 at 8 channels, 422 at 14): the covariance
+and its shrunk inverse, kept so that scoring a reading is a matrix-vector product. Cost: the
+inverse is recomputed (a batched ``C x C`` inversion) only for the engines whose covariance
+learned the reading, and after commissioning an engine learns every
+:data:`LEARN_EVERY`-th reading judged normal (at the rate of that many readings).
 """
 
 from __future__ import annotations
@@ -36,6 +44,11 @@ _C_ZERO, _C_ONE = const(0.0), const(1.0)
 REL_VAR_FLOOR = 1e-3
 #: Absolute variance floor (scaled units), for engines whose residuals are all ~0.
 ABS_VAR_FLOOR = 1e-12
+#: After commissioning the covariance learns every this many readings (judged normal), at
+#: the rate of that many: its memory is ``baseline_s`` (a week), so it changes by ~1e-5
+#: per reading at 1 Hz and learning an eighth of the readings costs an eighth as much and
+#: loses nothing that matters.
+LEARN_EVERY = 8
 
 
 def shares(terms: FloatArray) -> FloatArray:
@@ -63,12 +76,16 @@ class ResidualWhitening:
             raise ValueError("need at least one channel")
         if not 0.0 <= shrinkage <= 1.0:
             raise ValueError("shrinkage must be in [0, 1]")
-        self.n_channels = n_channels
+        c = n_channels
+        self.n_channels = c
         self.shrinkage = shrinkage
         self.smoothing = smoothing
-        self._t0 = 1 + n_channels + n_channels * n_channels  # the smoothed terms
-        self.state_size = self._t0 + n_channels
-        self._eye = np.eye(n_channels, dtype=np.float64)
+        self._cov = 1 + c  # the covariance, then its shrunk inverse, then the smoothed terms
+        self._prec = self._cov + c * c
+        self._t0 = self._prec + c * c
+        self._ep = self._t0 + c  # readings of the current episode the terms average
+        self.state_size = self._ep + 1
+        self._eye = np.eye(c, dtype=np.float64)
 
     def init_state(self, n: int) -> FloatArray:
         return np.zeros((n, self.state_size), dtype=np.float64)
@@ -76,8 +93,8 @@ class ResidualWhitening:
     def _parts(self, state: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         c = self.n_channels
         count = state[:, 0]
-        mean = state[:, 1 : 1 + c]
-        cov = state[:, 1 + c : self._t0].reshape(-1, c, c)
+        mean = state[:, 1 : self._cov]
+        cov = state[:, self._cov : self._prec].reshape(-1, c, c)
         return count, mean, cov
 
     def covariance(self, state: FloatArray) -> FloatArray:
@@ -96,41 +113,65 @@ class ResidualWhitening:
     def whiten(self, residuals: FloatArray, state: FloatArray) -> tuple[FloatArray, FloatArray]:
         """``(error, terms)`` of one residual vector per engine: ``sqrt(d2 / C)`` (0 for an
         engine that has learned fewer than two readings: no spread exists yet) and each
-        channel's term of ``d2``, ``(n, C)`` (its squared residual while not ready).
+        channel's reconstruction-based contribution, ``(n, C)`` (its squared residual while
+        not ready), with
+        the inverse of :meth:`covariance` as of the last :meth:`learn` that learned.
         Residuals must be finite."""
+        c = self.n_channels
         count, mean, _ = self._parts(state)
         w = residuals - mean
-        solved = np.linalg.solve(self.covariance(state), w[:, :, None])[:, :, 0]
-        terms = w * solved
-        d2 = np.maximum(terms.sum(axis=1), _C_ZERO)
+        prec = state[:, self._prec : self._t0].reshape(-1, c, c)
+        pw = np.einsum("nij,nj->ni", prec, w)
+        d2 = np.maximum(np.einsum("ni,ni->n", w, pw), _C_ZERO)
+        # reconstruction-based contributions: (P w)_i^2 / P_ii
+        terms = np.square(pw)
+        terms /= np.maximum(np.diagonal(prec, axis1=1, axis2=2), 1e-300)
         ready = count >= 2.0
-        error: FloatArray = np.where(ready, np.sqrt(d2 / self.n_channels), 0.0)
+        error: FloatArray = np.where(ready, np.sqrt(d2 / c), 0.0)
         out: FloatArray = np.where(ready[:, None], terms, np.square(residuals))
         return error, out
 
     def shares(self, state: FloatArray) -> FloatArray:
         """Each channel's share of the smoothed distance, ``(n, C)``, as of the last
         :meth:`learn` (equal shares before any reading)."""
-        return shares(state[:, self._t0 :])
+        return shares(state[:, self._t0 : self._ep])
 
     def learn(self, residuals: FloatArray, terms: FloatArray, state: FloatArray,
-              rate: FloatArray, learn: BoolArray) -> FloatArray:
-        """New state rows after one reading per engine: the smoothed ``terms`` (from
-        :meth:`whiten`) always move on; the residual is learned where ``learn`` (bool), at
-        per-reading EWMA ``rate`` (n,): ``mean += rate*diff`` and ``cov = (1 - rate) * (cov +
-        rate * diff diff')``."""
-        count, mean, cov = self._parts(state)
-        r = np.where(learn, rate, 0.0)
-        diff = residuals - mean
-        new = np.empty_like(state)
-        c = self.n_channels
-        new[:, 0] = count + learn
-        new[:, 1 : 1 + c] = mean + r[:, None] * diff
-        outer = diff[:, :, None] * diff[:, None, :]
-        new_cov = (1.0 - r)[:, None, None] * (cov + r[:, None, None] * outer)
-        new[:, 1 + c : self._t0] = new_cov.reshape(len(state), -1)
+              rate: FloatArray, learn: BoolArray, episode: BoolArray) -> FloatArray:
+        """New state rows after one reading per engine: the ``terms`` (from :meth:`whiten`)
+        move the smoothed terms (EWMA at ``smoothing``), or, for engines in an anomalous
+        episode (``episode``), their mean over the episode's readings so far: what drives
+        the disturbance, not its last few readings. Where ``learn`` (bool) the residual is
+        learned at per-reading EWMA ``rate`` (n,), ``mean += rate*diff`` and ``cov = (1 -
+        rate) * (cov + rate * diff diff')``, and the inverse of the shrunk covariance is
+        recomputed (one batched ``C x C`` inversion over those rows only)."""
+        new = state.copy()
         a = self.smoothing
-        old = state[:, self._t0 :]
-        first = (count == 0.0)[:, None]  # the first reading sets them
-        new[:, self._t0 :] = np.where(first, terms, (1.0 - a) * old + a * terms)
+        old = state[:, self._t0 : self._ep]
+        first = (state[:, 0] == 0.0)[:, None]  # the first reading sets them
+        smooth = np.where(first, terms, (1.0 - a) * old + a * terms)
+        k = np.where(episode, state[:, self._ep] + 1.0, 0.0)
+        new[:, self._ep] = k
+        if np.count_nonzero(episode):
+            # episode mean: the first reading of an episode (k = 1) replaces the history
+            mean = old + (terms - old) / np.maximum(k, 1.0)[:, None]
+            smooth = np.where(episode[:, None], mean, smooth)
+        new[:, self._t0 : self._ep] = smooth
+        idx = np.flatnonzero(learn)
+        if not idx.size:
+            return new
+        rows = state[idx]
+        count, mean, cov = self._parts(rows)
+        r = rate[idx]
+        diff = residuals[idx] - mean
+        new[idx, 0] = count + 1.0
+        new[idx, 1 : self._cov] = mean + r[:, None] * diff
+        keep = 1.0 - r
+        new_cov = cov * keep[:, None, None]
+        scaled = diff * np.sqrt(keep * r)[:, None]  # (1 - r) * r * diff diff'
+        new_cov += scaled[:, :, None] * scaled[:, None, :]
+        new[idx, self._cov : self._prec] = new_cov.reshape(len(idx), -1)
+        new[idx, self._prec : self._t0] = np.linalg.inv(
+            self.covariance(new[idx])
+        ).reshape(len(idx), -1)
         return new

@@ -82,11 +82,14 @@ def test_a_multichannel_fault_is_alarmed_once_and_attributed(kafka_bootstrap: st
         assert [e["engine_id"] for e in alarms] == ["pump-1"], events
         raised_at = (alarms[0]["ts_ms"] - T0) // 1000
         assert FAULT_AT <= raised_at < FAULT_AT + 10
-        assert set(list(alarms[0]["contributions"])[:2]) == set(FAULTY), alarms[0]
+        # at the alarm, nine readings into the fault, a rough bearing-3 channel leads; by the
+        # end of the stream (the view above, 60 readings) both are on top
+        assert next(iter(alarms[0]["contributions"])) in FAULTY, alarms[0]
 
-        log = (tmp_path / "serve.log").read_text()
-        assert re.search(r"engine pump-1: \w+ -> alarm .*driven by Bearing 3 C\d \d+%", log), \
-            service.log_tail()
+        # the status-change line is logged once its transaction is committed: poll for it
+        wait_for(lambda: re.search(r"engine pump-1: \w+ -> alarm .*driven by Bearing 3 C\d \d+%",
+                                   (tmp_path / "serve.log").read_text()),
+                 30, "the alarm's log line naming bearing 3")
         code, metrics = service.get("/metrics")
         assert code == 200
         shares = re.findall(r'^vibewatch_engine_channel_contribution\{channel="(Bearing 3 C\d)",'
