@@ -68,7 +68,7 @@ class Scorer(Protocol):
 
     def init_state(self, n: int) -> F64: ...
 
-    def rebaseline(self, state: F64) -> F64: ...
+    def rebaseline(self, state: F64, commission_s: float | None = None) -> F64: ...
 
     def update(self, residuals: F64, state: F64, ts_ms: I64) -> tuple[ScoreBatchLike, F64]: ...
 
@@ -227,17 +227,21 @@ class BatchProcessor:
         store.score[slots] = 0.0
         store.resets[slots] += 1
 
-    def rebaseline(self, engine_id: str, ts_ms: int) -> AnomalyEvent | None:
+    def rebaseline(self, engine_id: str, ts_ms: int,
+                   commission_s: float | None = None) -> AnomalyEvent | None:
         """An operator re-baselined ``engine_id`` (after maintenance) at ``ts_ms``: its
-        scoring starts commissioning afresh (``Scorer.rebaseline``), its status becomes
-        warm-up. Returns the event, or None when the engine is not tracked here."""
+        scoring starts commissioning afresh (``Scorer.rebaseline``; for ``commission_s``
+        from its next reading when given), its status becomes warm-up. Returns the event, or
+        None when the engine is not tracked here."""
         store = self.store
         with store.lock:
             slot = store.index.get(engine_id)
             if slot is None:
                 return None
             previous = self.statuses[int(store.status[slot])]
-            store.score_state[slot] = self.scorer.rebaseline(store.score_state[slot : slot + 1])[0]
+            store.score_state[slot] = self.scorer.rebaseline(
+                store.score_state[slot : slot + 1], commission_s
+            )[0]
             store.status[slot] = 0
             store.score[slot] = 0.0
             store.status_since[slot] = ts_ms

@@ -225,13 +225,14 @@ class Runtime:
             return contributions(self.model.channels, self.explain(actual, scored, state)[0])
         return ()
 
-    def request_baseline(self, engine_id: str, timeout_s: float = 10.0) -> int:
+    def request_baseline(self, engine_id: str, commission_s: float | None = None,
+                         timeout_s: float = 10.0) -> int:
         """Ask the engine's owner to re-baseline it (see :mod:`service.kafka.commands`):
         a command on the readings topic, applied in order with the engine's readings and
         committed exactly once. Returns the request time (epoch ms). Raises
         BrokerUnavailableError when the command cannot be sent."""
         ts_ms = int(time.time() * 1000)
-        key, value, headers = command_record("baseline", engine_id, ts_ms)
+        key, value, headers = command_record("baseline", engine_id, ts_ms, commission_s)
         with self._command_lock:
             if self._commands is None:
                 self._commands = clients.producer(self.settings.kafka, "commands", acks="all",

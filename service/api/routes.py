@@ -21,6 +21,7 @@ from service.api.deps import RuntimeDep, TokenDep
 from service.api.documents import engine_documents, to_json
 from service.api.page_cache import page_key
 from service.api.schemas import (
+    BaselineIn,
     BaselineOut,
     EngineOut,
     EnginePage,
@@ -221,19 +222,23 @@ async def list_events(
     responses={**NOT_FOUND, 401: {"model": ErrorOut}, 403: {"model": ErrorOut},
                503: {"model": ErrorOut}}, tags=["engines"],
 )
-def rebaseline(runtime: RuntimeDep, _auth: TokenDep, engine_id: ENGINE_PATH) -> BaselineOut:
+def rebaseline(runtime: RuntimeDep, _auth: TokenDep, engine_id: ENGINE_PATH,
+               body: BaselineIn | None = None) -> BaselineOut:
     """Re-baseline an engine after maintenance: its scoring forgets what it learned and
-    commissions afresh from the next readings. Applied by the engine's owner in order with
-    its readings and committed exactly once; recorded as an anomaly event (cause
+    commissions afresh from the next readings, for ``commission_s`` seconds when given (the
+    baseline window; default ``scoring.commission_s``). Applied by the engine's owner in
+    order with its readings and committed exactly once; recorded as an anomaly event (cause
     ``baseline``)."""
+    window = body.commission_s if body is not None else None
     if not runtime.tracks(engine_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"engine {engine_id!r} is not tracked")
     try:
-        ts_ms = runtime.request_baseline(engine_id)
+        ts_ms = runtime.request_baseline(engine_id, window)
     except BrokerUnavailableError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     return BaselineOut(
         engine_id=engine_id, requested_at=datetime.fromtimestamp(ts_ms / 1000, tz=UTC),
+        commission_s=window,
         detail="accepted: the engine's owner applies it in order with its readings; an "
         "anomaly event with cause 'baseline' records it",
     )

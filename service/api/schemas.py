@@ -157,9 +157,24 @@ class ErrorOut(BaseModel):
     detail: str
 
 
+class BaselineIn(BaseModel):
+    """Optional body of ``POST /engines/{id}/baseline``."""
+
+    model_config = {"extra": "forbid"}
+
+    commission_s: float | None = Field(
+        None, ge=0, le=30 * 86_400,
+        description="The baseline window: seconds of the engine's readings (event time, from "
+        "its next reading) that fit its new baseline before any alarm; default "
+        "scoring.commission_s. Still at least scoring.commission_readings readings.",
+    )
+
+
 class BaselineOut(BaseModel):
     engine_id: str
     requested_at: datetime = Field(description="When the re-baseline was requested.")
+    commission_s: float | None = Field(description="The baseline window asked for (null: "
+                                       "scoring.commission_s).")
     detail: str = Field(
         description="What happens next: the engine's owner applies it in order with the "
         "engine's readings; an anomaly event with cause 'baseline' records it."

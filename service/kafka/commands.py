@@ -23,11 +23,17 @@ COMMAND_HEADER = "vibewatch.command"
 COMMANDS = ("baseline",)
 
 
+#: Longest baseline window an operator may set (``commission_s``): 30 days.
+MAX_COMMISSION_S = 30 * 86_400.0
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
     engine_id: str
     ts_ms: int
+    #: baseline: the operator's window, seconds of commissioning from the next reading
+    commission_s: float | None = None
 
 
 def command_name(headers: Sequence[tuple[str, bytes | None]] | None) -> str | None:
@@ -41,10 +47,12 @@ def command_name(headers: Sequence[tuple[str, bytes | None]] | None) -> str | No
 
 
 def command_record(
-    name: str, engine_id: str, ts_ms: int
+    name: str, engine_id: str, ts_ms: int, commission_s: float | None = None
 ) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """``(key, value, headers)`` of a command message for ``KafkaProducer.send``."""
-    doc = {"engine_id": engine_id, "ts": ts_ms, "command": name}
+    doc: dict[str, object] = {"engine_id": engine_id, "ts": ts_ms, "command": name}
+    if commission_s is not None:
+        doc["commission_s"] = commission_s
     return engine_id.encode(), json.dumps(doc).encode(), [(COMMAND_HEADER, name.encode())]
 
 
@@ -63,4 +71,11 @@ def decode_command(name: str, value: bytes | None, key: bytes | None) -> Command
         raise InvalidMessageError("bad_command", "engine_id must be text and ts integer ms")
     if key is not None and key != engine_id.encode():
         raise InvalidMessageError("key_mismatch", "command key differs from its engine_id")
-    return Command(name, engine_id, ts)
+    window = doc.get("commission_s")
+    if window is not None and (
+        isinstance(window, bool) or not isinstance(window, int | float)
+        or not 0 <= window <= MAX_COMMISSION_S
+    ):
+        raise InvalidMessageError("bad_command", "commission_s must be a number of seconds "
+                                  f"from 0 to {MAX_COMMISSION_S:.0f}")
+    return Command(name, engine_id, ts, None if window is None else float(window))

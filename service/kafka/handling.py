@@ -133,7 +133,8 @@ class BatchHandler:
         except InvalidMessageError as exc:
             self._dead_letter(session, tp, rec, exc.reason, exc.detail)
             return
-        event = self.processor.rebaseline(command.engine_id, command.ts_ms)
+        event = self.processor.rebaseline(command.engine_id, command.ts_ms,
+                                          command.commission_s)
         if event is None:
             log.warning("%s for engine %s, which is not tracked here: ignored", name,
                         command.engine_id)

@@ -133,19 +133,26 @@ class EngineScoring:
         state[:, self._s1 : self._s2] = self.status.init_state(n)
         return state
 
-    def rebaseline(self, state: FloatArray) -> FloatArray:
+    def rebaseline(self, state: FloatArray, commission_s: float | None = None) -> FloatArray:
         """New rows for engines an operator re-baselines (after maintenance, say).
 
         The engines start commissioning afresh from their next reading: the error baseline
         and the status history are dropped (status warmup), while what describes the
         stream rather than the machine is kept: the learned sampling interval and the last
-        event time. ``state`` is ``(n, state_size)``; it is not modified.
+        event time. ``commission_s``: the operator's baseline window, how long (event time,
+        from the next reading) this commissioning lasts instead of the settings' (still at
+        least ``commission_readings`` readings). ``state`` is ``(n, state_size)``; it is not
+        modified.
         """
         if state.ndim != 2 or state.shape[1] != self.state_size:
             raise ValueError(f"state must be (n, {self.state_size}), got {state.shape}")
         new = self.init_state(len(state))
         for col in (SEEN, LAST_TS, INTERVAL):
             new[:, col] = state[:, col]
+        if commission_s is not None:
+            # Before a commissioning's first reading START holds what to add to that
+            # reading's time (see ``_pace``): commissioning then ends commission_s after it.
+            new[:, START] = commission_s * 1000.0 - float(self._c["commission_ms"])
         return new
 
     def interval_s(self, state: FloatArray) -> FloatArray:
@@ -315,7 +322,8 @@ class EngineScoring:
         count = out[:, COUNT]
         start = state[:, START]
         if np.count_nonzero(count == _C_ONE):  # engines starting (or re-starting) commissioning
-            start = np.where(count == _C_ONE, ts, start)
+            # START holds an offset until then: 0, or an operator's window (``rebaseline``)
+            start = np.where(count == _C_ONE, ts + start, start)
         warm = count < c["readings"]
         elapsed = ts - start
         warm |= elapsed < c["commission_ms"]

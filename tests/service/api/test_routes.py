@@ -260,3 +260,25 @@ def test_ready_only_once_the_list_shows_what_was_restored(
     assert first.status_code == 503 and first.json()["detail"] == "listing the restored engines"
     runtime.engine_index.refresh()
     assert client.get("/readyz").json() == {"status": "ready", "detail": "owns [0]"}
+
+
+def test_baseline_takes_an_optional_window(client: TestClient, runtime: Runtime,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """POST /engines/{id}/baseline: no body (the settings' commissioning) or a window in
+    seconds; a bad window is a 422 naming the field, and nothing is sent."""
+    sent: list[tuple[str, float | None]] = []
+
+    def request(engine_id: str, commission_s: float | None = None) -> int:
+        sent.append((engine_id, commission_s))
+        return T0
+
+    monkeypatch.setattr(runtime, "request_baseline", request)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = client.post("/engines/engine-1/baseline", headers=auth)
+    assert r.status_code == 202 and r.json()["commission_s"] is None
+    r = client.post("/engines/engine-1/baseline", headers=auth, json={"commission_s": 3600})
+    assert r.status_code == 202 and r.json()["commission_s"] == 3600
+    for bad in ({"commission_s": -1}, {"commission_s": 10**8}, {"window": 5}):
+        r = client.post("/engines/engine-1/baseline", headers=auth, json=bad)
+        assert r.status_code == 422, bad
+    assert sent == [("engine-1", None), ("engine-1", 3600.0)]

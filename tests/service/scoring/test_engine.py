@@ -233,3 +233,20 @@ def test_spike_scorer_sees_a_single_spike_that_heavy_smoothing_blunts() -> None:
     # Before the spike both agree: the spike part adds nothing on ordinary readings.
     before = [max(b.score[0] for b in batches[100:700]) for batches in (plain, spikes)]
     assert before[0] == before[1] < 0.3
+
+
+def test_an_operators_baseline_window_sets_how_long_commissioning_lasts() -> None:
+    """``rebaseline(commission_s=...)``: the window runs from the engine's next reading, in
+    event time, instead of the settings' commissioning; the reading count still applies."""
+    settings = ScoringSettings(commission_s=600.0, commission_readings=30)
+    scoring = EngineScoring(settings, 1)
+    rng = np.random.default_rng(7)
+    _, state = _run(scoring, np.abs(rng.normal(1.0, 0.1, size=(100, 1, 1))), 10_000.0)
+    # readings in warm-up: the window / 10 s, but at least commission_readings - 1
+    for window, warm in ((3600.0, 360), (None, 60), (60.0, 29), (0.0, 29)):
+        fresh = scoring.rebaseline(state, commission_s=window)
+        after, _ = _run(scoring, np.abs(rng.normal(1.0, 0.1, size=(400, 1, 1))), 10_000.0,
+                        fresh, start=10_000)  # far later: the window counts from then
+        status = [int(b.status[0]) for b in after]
+        assert status[:warm] == [WARMUP] * warm, window
+        assert status[warm] != WARMUP, window
