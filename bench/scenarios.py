@@ -190,6 +190,12 @@ CHANNEL_RUNS: tuple[tuple[str, Path, dict[str, Any]], ...] = (
     ("8 channels (ims1-8ch, joint)", ROOT / "models" / "artifacts" / "ims1-8ch",
      {"channel_reduce": "joint"}),
 )
+#: Phases measured: every timed reading commissioning (the default 600 s at 1 reading/s:
+#: a fleet starting), and after commissioning (2 readings of it: the steady state).
+CHANNEL_PHASES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("commissioning", {}),
+    ("steady", {"commission_s": 0.0, "commission_readings": 2}),
+)
 
 
 def channel_cost(a: argparse.Namespace, doc: dict[str, Any]) -> None:
@@ -199,22 +205,24 @@ def channel_cost(a: argparse.Namespace, doc: dict[str, Any]) -> None:
 
     rows, res = [], []
     for n in a.channels_engines:
-        base: float | None = None
-        for label, artifact, scoring in CHANNEL_RUNS:
-            ticks = max(3, 50_000 // n)
-            c = measure("cost", engines=n, window=256, artifact=artifact, ticks=ticks,
-                        scoring=scoring)
-            m = measure("rss", engines=n, window=256, artifact=artifact, scoring=scoring)
-            base = c["process_us"] if base is None else base
-            ratio = round(c["process_us"] / base, 2)
-            res.append({"label": label, "engines": n, "scoring": scoring, "cost": c,
-                        "memory": m, "ratio_to_1_channel": ratio})
-            rows.append([label, n, c["process_us"], ratio, c["changelog_row_bytes"],
-                         m["bytes_per_engine"]])
+        for phase, phase_settings in CHANNEL_PHASES:
+            base: float | None = None
+            for label, artifact, scoring in CHANNEL_RUNS:
+                settings = {**scoring, **phase_settings}
+                ticks = max(3, 50_000 // n)
+                c = measure("cost", engines=n, window=256, artifact=artifact, ticks=ticks,
+                            scoring=settings)
+                m = measure("rss", engines=n, window=256, artifact=artifact, scoring=settings)
+                base = c["process_us"] if base is None else base
+                ratio = round(c["process_us"] / base, 2)
+                res.append({"label": label, "phase": phase, "engines": n, "scoring": settings,
+                            "cost": c, "memory": m, "ratio_to_1_channel": ratio})
+                rows.append([label, phase, n, c["process_us"], ratio,
+                             c["changelog_row_bytes"], m["bytes_per_engine"]])
     doc["channels"] = res
     print("\nCost per reading and memory per engine, 8 channels against 1 (window 256; "
           "target: at most 2x the 1-channel cost)")
-    print(table(["run", "engines", "process us", "x 1 channel", "changelog row B",
+    print(table(["run", "phase", "engines", "process us", "x 1 channel", "changelog row B",
                  "RSS B/engine"], rows), flush=True)
 
 

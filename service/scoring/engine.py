@@ -23,7 +23,12 @@ from service.scoring.registry import build_scorer
 from service.scoring.scorers import Scorer, learned_rate
 from service.scoring.stats import FloatArray, const
 from service.scoring.status import StatusMachine
-from service.scoring.whitening import LEARN_EVERY, ResidualWhitening, shares
+from service.scoring.whitening import (
+    EARLY_PER_CHANNEL,
+    LEARN_EVERY,
+    ResidualWhitening,
+    shares,
+)
 
 _C_ZERO, _C_ONE, _C_MS = const(0.0), const(1.0), const(0.001)
 #: Step of the running median of an engine's sampling interval: each reading moves the
@@ -121,6 +126,7 @@ class EngineScoring:
                 "commission_ms": max(s.commission_s, model_warmup_s) * 1000.0,
                 "warning": s.warning_score, "inf": np.inf, "eta": INTERVAL_STEP,
                 "half_readings": s.commission_readings / 2,
+                "early": EARLY_PER_CHANNEL * n_channels,
                 "half_ms": max(s.commission_s, model_warmup_s) * 500.0,
 
             }.items()
@@ -261,12 +267,14 @@ class EngineScoring:
             # while commissioning, afterwards readings judged normal outside an episode.
             learn_w = finite & (warm | ((scores < c["warning"]) & ~held))
             rate = learned_rate(self.settings.baseline_s, interval, state[:, s2])
+            every = np.fmod(new_state[:, SEEN], LEARN_EVERY) == 0.0
             if np.count_nonzero(~warm):  # after commissioning: every LEARN_EVERY-th reading
-                due = warm | (np.fmod(new_state[:, SEEN], LEARN_EVERY) == 0.0)
-                learn_w &= due
+                learn_w &= warm | every
                 rate = np.where(warm, rate, -np.expm1(LEARN_EVERY * np.log1p(-rate)))
+            # the inverse: every LEARN_EVERY-th reading, and each of an engine's first ones
+            refresh = every | (state[:, s2] < c["early"])
             new_state[:, s2:] = wh.learn(clean, terms, state[:, s2:], rate, learn_w,
-                                         new_state[:, EPISODE] > _C_ZERO)
+                                         new_state[:, EPISODE] > _C_ZERO, refresh)
             share = wh.shares(new_state[:, s2:])
         batch = ScoreBatch(
             error=value,

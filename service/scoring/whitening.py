@@ -49,6 +49,10 @@ ABS_VAR_FLOOR = 1e-12
 #: per reading at 1 Hz and learning an eighth of the readings costs an eighth as much and
 #: loses nothing that matters.
 LEARN_EVERY = 8
+#: While an engine commissions its covariance learns every reading, and its inverse is
+#: recomputed for the first readings (until it has this many times the channels) and then
+#: every :data:`LEARN_EVERY`-th: a few readings more barely move an estimate from dozens.
+EARLY_PER_CHANNEL = 2
 
 
 def shares(terms: FloatArray) -> FloatArray:
@@ -137,14 +141,16 @@ class ResidualWhitening:
         return shares(state[:, self._t0 : self._ep])
 
     def learn(self, residuals: FloatArray, terms: FloatArray, state: FloatArray,
-              rate: FloatArray, learn: BoolArray, episode: BoolArray) -> FloatArray:
+              rate: FloatArray, learn: BoolArray, episode: BoolArray,
+              refresh: BoolArray | None = None) -> FloatArray:
         """New state rows after one reading per engine: the ``terms`` (from :meth:`whiten`)
         move the smoothed terms (EWMA at ``smoothing``), or, for engines in an anomalous
         episode (``episode``), their mean over the episode's readings so far: what drives
         the disturbance, not its last few readings. Where ``learn`` (bool) the residual is
         learned at per-reading EWMA ``rate`` (n,), ``mean += rate*diff`` and ``cov = (1 -
         rate) * (cov + rate * diff diff')``, and the inverse of the shrunk covariance is
-        recomputed (one batched ``C x C`` inversion over those rows only)."""
+        recomputed where also ``refresh`` (default: wherever learned; one batched ``C x C``
+        inversion over those rows only)."""
         new = state.copy()
         a = self.smoothing
         old = state[:, self._t0 : self._ep]
@@ -171,7 +177,10 @@ class ResidualWhitening:
         scaled = diff * np.sqrt(keep * r)[:, None]  # (1 - r) * r * diff diff'
         new_cov += scaled[:, :, None] * scaled[:, None, :]
         new[idx, self._cov : self._prec] = new_cov.reshape(len(idx), -1)
-        new[idx, self._prec : self._t0] = np.linalg.inv(
-            self.covariance(new[idx])
-        ).reshape(len(idx), -1)
+        if refresh is not None:
+            idx = np.flatnonzero(learn & refresh)
+        if idx.size:
+            new[idx, self._prec : self._t0] = np.linalg.inv(
+                self.covariance(new[idx])
+            ).reshape(len(idx), -1)
         return new
