@@ -71,10 +71,6 @@ def _processor(model: Any, scoring: Any, window: int) -> Any:
     return BatchProcessor(model, scoring, store, STATUS_ORDER)
 
 
-def _ticks(engines: int, ticks: int, channels: tuple[str, ...]) -> list[list[Any]]:
-    return list(_ticks_iter(engines, ticks, channels))
-
-
 def rss(engines: int, window: int, artifact: Path,
         scoring: dict[str, Any] | None = None) -> dict[str, Any]:
     """RSS growth of the engine state for ``engines`` engines (2 readings each);
@@ -131,14 +127,19 @@ def _ticks_iter(engines: int, ticks: int, channels: tuple[str, ...]) -> Any:
 
 
 def cost(engines: int, window: int, artifact: Path, ticks: int,
-         scoring: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Microseconds per reading of ``process`` and of encoding the changelog rows."""
+         scoring: dict[str, Any] | None = None, warm_ticks: int = 0) -> dict[str, Any]:
+    """Microseconds per reading of ``process`` and of encoding the changelog rows, over
+    ``ticks`` readings per engine after ``2 + warm_ticks`` untimed ones (the rows and a first
+    prediction; then, for a steady state, commissioning)."""
     model, scoring_, _ = _setup(window, artifact, scoring)
     proc = _processor(model, scoring_, window)
-    data = _ticks(engines, ticks + 2, model.channels)
-    for tick in data[:2]:  # create the rows and a first prediction outside the timing
-        proc.process(tick, [0] * len(tick))
-    flat = [r for tick in data[2:] for r in tick]
+    stream = _ticks_iter(engines, ticks + 2 + warm_ticks, model.channels)
+    for _ in range(2 + warm_ticks):  # outside the timing
+        tick = next(stream)
+        for start in range(0, len(tick), POLL):
+            part = tick[start : start + POLL]
+            proc.process(part, [0] * len(part))
+    flat = [r for tick in stream for r in tick]
     polls = [flat[s : s + POLL] for s in range(0, len(flat), POLL)]
     parts = [0] * POLL
     t_proc = t_enc = 0.0
@@ -153,6 +154,7 @@ def cost(engines: int, window: int, artifact: Path, ticks: int,
     n = len(flat)
     return {
         "engines": engines, "window": window, "readings": n, "channels": len(model.channels),
+        "warm_ticks": warm_ticks,
         "process_us": round(t_proc / n * 1e6, 3), "changelog_encode_us": round(t_enc / n * 1e6, 3),
         "changelog_row_bytes": len(proc.store.encode_row(0)),
     }
