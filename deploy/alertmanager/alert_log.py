@@ -13,7 +13,12 @@ import argparse
 import contextlib
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+#: Requests are handled on threads; print() writes a line and its newline separately, so
+#: two notifications at once could come out as "{...}{...}\n\n". One write per line, locked.
+_OUT = threading.Lock()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -32,7 +37,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "labels": alert.get("labels", {}),
                 "summary": alert.get("annotations", {}).get("summary", ""),
             }
-            print(json.dumps(line, sort_keys=True), flush=True)
+            with _OUT:
+                sys.stdout.write(json.dumps(line, sort_keys=True) + "\n")
+                sys.stdout.flush()
         self.send_response(200)
         self.end_headers()
 
