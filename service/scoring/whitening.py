@@ -1,9 +1,11 @@
 """Joint scoring of an engine's channels: its residual vector against its own residual
 distribution, and which channels drive the result.
 
-With ``scoring.channel_reduce = "joint"`` each engine keeps an EWMA mean and covariance of
-its residual vectors (learned while it commissions, then from readings judged normal only,
-like the error baseline). A reading's residual ``r`` is whitened against them: with
+With ``scoring.channel_reduce = "joint"`` each engine fits the mean and covariance of its
+residual vectors while it commissions (its first ``commission_s``, or an operator's
+baseline window) and keeps them until it is re-baselined: learning readings judged normal
+afterwards, as the error baseline does, let a slow departure drift into the mean (C-MAPSS's
+degrading engines went undetected). A reading's residual ``r`` is whitened against them: with
 ``w = r - mean`` and ``S`` the covariance shrunk towards its diagonal, the squared
 Mahalanobis distance is ``d2 = w' S^-1 w`` and the error handed to the scorer is
 ``sqrt(d2 / C)``: the RMS of the whitened residual, so 1 is a typical reading at any number
@@ -23,10 +25,9 @@ score and the disturbance, not behind one noisy reading. For the other reduction
 is the channel's part of the reading's sum of squared residuals.
 
 Memory per engine: ``2 + 2C + 2C*C`` floats (146 at 8 channels, 422 at 14): the covariance
-and its shrunk inverse, kept so that scoring a reading is a matrix-vector product. Cost: the
-inverse is recomputed (a batched ``C x C`` inversion) only for the engines whose covariance
-learned the reading, and after commissioning an engine learns every
-:data:`LEARN_EVERY`-th reading judged normal (at the rate of that many readings).
+and its shrunk inverse, kept so that scoring a reading is a matrix-vector product. Cost:
+after commissioning, that product; while commissioning, the covariance's EWMA step and a
+batched ``C x C`` inversion every :data:`REFRESH_EVERY` readings.
 """
 
 from __future__ import annotations
@@ -44,14 +45,11 @@ _C_ZERO, _C_ONE = const(0.0), const(1.0)
 REL_VAR_FLOOR = 1e-3
 #: Absolute variance floor (scaled units), for engines whose residuals are all ~0.
 ABS_VAR_FLOOR = 1e-12
-#: After commissioning the covariance learns every this many readings (judged normal), at
-#: the rate of that many: its memory is ``baseline_s`` (a week), so it changes by ~1e-5
-#: per reading at 1 Hz and learning an eighth of the readings costs an eighth as much and
-#: loses nothing that matters.
-LEARN_EVERY = 8
 #: While an engine commissions its covariance learns every reading, and its inverse is
-#: recomputed for the first readings (until it has this many times the channels) and then
-#: every :data:`LEARN_EVERY`-th: a few readings more barely move an estimate from dozens.
+#: recomputed for the first readings (until it has :data:`EARLY_PER_CHANNEL` times the
+#: channels), then every this many (a few readings more barely move an estimate from
+#: dozens), and once more at the first reading after commissioning.
+REFRESH_EVERY = 8
 EARLY_PER_CHANNEL = 2
 
 
@@ -149,7 +147,7 @@ class ResidualWhitening:
         the disturbance, not its last few readings. Where ``learn`` (bool) the residual is
         learned at per-reading EWMA ``rate`` (n,), ``mean += rate*diff`` and ``cov = (1 -
         rate) * (cov + rate * diff diff')``, and the inverse of the shrunk covariance is
-        recomputed where also ``refresh`` (default: wherever learned; one batched ``C x C``
+        recomputed where ``refresh`` (default: wherever learned; one batched ``C x C``
         inversion over those rows only)."""
         new = state.copy()
         a = self.smoothing
@@ -164,8 +162,19 @@ class ResidualWhitening:
             smooth = np.where(episode[:, None], mean, smooth)
         new[:, self._t0 : self._ep] = smooth
         idx = np.flatnonzero(learn)
-        if not idx.size:
-            return new
+        if idx.size:
+            self._learn_rows(residuals, state, new, rate, idx)
+        if refresh is not None:
+            idx = np.flatnonzero(refresh)
+        if idx.size:
+            new[idx, self._prec : self._t0] = np.linalg.inv(
+                self.covariance(new[idx])
+            ).reshape(len(idx), -1)
+        return new
+
+    def _learn_rows(self, residuals: FloatArray, state: FloatArray, new: FloatArray,
+                    rate: FloatArray, idx: npt.NDArray[np.intp]) -> None:
+        """The EWMA step of the mean and covariance of rows ``idx``, written into ``new``."""
         rows = state[idx]
         count, mean, cov = self._parts(rows)
         r = rate[idx]
@@ -177,10 +186,3 @@ class ResidualWhitening:
         scaled = diff * np.sqrt(keep * r)[:, None]  # (1 - r) * r * diff diff'
         new_cov += scaled[:, :, None] * scaled[:, None, :]
         new[idx, self._cov : self._prec] = new_cov.reshape(len(idx), -1)
-        if refresh is not None:
-            idx = np.flatnonzero(learn & refresh)
-        if idx.size:
-            new[idx, self._prec : self._t0] = np.linalg.inv(
-                self.covariance(new[idx])
-            ).reshape(len(idx), -1)
-        return new

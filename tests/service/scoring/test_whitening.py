@@ -98,18 +98,41 @@ def test_joint_does_not_learn_a_fault() -> None:
 
 
 def test_joint_non_finite_residual_scores_one_and_is_not_learned() -> None:
-    joint = EngineScoring(JOINT, n_channels=3)
+    """While commissioning (when the residual distribution learns), a non-finite residual
+    scores 1.0 and leaves the engine's distribution as it was; a finite one is learned."""
+    joint = EngineScoring(JOINT.model_copy(update={"commission_readings": 200}), n_channels=3)
     rng = np.random.default_rng(4)
-    # 103 readings: the next is the 104th, one the covariance learns (every LEARN_EVERY-th)
+    # 103 readings: the next, the 104th, is one whose inverse is recomputed (every 8th)
     _, state = _run(joint, rng.normal(size=(103, 2, 3)))
     ts = np.full(2, 1_795_608_000_000 + 10**6, dtype=np.int64)
     batch, new = joint.update(np.array([[np.nan, 0.0, 0.0], [0.1, 0.2, 0.3]]), state, ts)
     assert batch.score[0] == 1.0
     assert np.all(np.isfinite(new))
     s2 = joint.state_size - joint.whitening.state_size  # type: ignore[union-attr]
-    learned = slice(s2, s2 + 1 + 3 + 9 + 9)  # count, mean, covariance, inverse (not terms)
+    learned = slice(s2, s2 + 1 + 3 + 9)  # count, mean, covariance (not the inverse, terms)
     assert np.array_equal(new[0, learned], state[0, learned])
     assert not np.array_equal(new[1, learned], state[1, learned])
+
+
+def test_joint_distribution_is_frozen_after_commissioning() -> None:
+    """After commissioning the residual distribution does not move (a slow drift must not
+    creep into it); its inverse is the final estimate's; a re-baseline fits it again."""
+    joint = EngineScoring(JOINT, n_channels=3)
+    wh = joint.whitening
+    assert wh is not None
+    s2 = joint.state_size - wh.state_size
+    rng = np.random.default_rng(8)
+    _, state = _run(joint, rng.normal(size=(31, 1, 3)))  # commissioning ends at 30
+    frozen = state[0, s2 : s2 + wh.state_size - 4].copy()  # all but terms and episode
+    assert np.allclose(wh.covariance(state[:, s2:])[0] @ frozen[1 + 3 + 9 :].reshape(3, 3),
+                       np.eye(3))
+    drift = rng.normal(size=(300, 1, 3)) + np.linspace(0, 1, 300)[:, None, None]
+    drift[200:] += 5.0  # and then a step
+    batches, after = _run(joint, drift, state=state, start=31)
+    assert np.array_equal(after[0, s2 : s2 + wh.state_size - 4], frozen)
+    assert all(b.status[0] == ALARM for b in batches[210:])
+    fresh = joint.rebaseline(after)
+    assert fresh[0, s2] == 0.0  # nothing learned: commissioning starts again
 
 
 def test_one_channel_joint_matches_the_scale_free_rms() -> None:
