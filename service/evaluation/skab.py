@@ -243,8 +243,10 @@ def choose(o: Outcomes, train: Sequence[int]) -> int:
     return min(range(len(o.candidates)), key=key)
 
 
-def _figures(p: PointScores) -> dict[str, float]:
-    return {k: round(v, 4) for k, v in asdict(p).items()}
+def _figures(p: PointScores) -> dict[str, float | None]:
+    """Rounded figures; None where undefined (precision without a flag), so the record
+    stays standard JSON."""
+    return {k: (round(v, 4) if v == v else None) for k, v in asdict(p).items()}
 
 
 def select(o: Outcomes) -> dict[str, Any]:
@@ -297,7 +299,7 @@ def _best(o: Outcomes, runs: Sequence[int]) -> dict[str, Any]:
         key = f"{cand.model}/{cand.settings.get('channel_reduce', 'rms')}"
         p = o.pooled(c, runs)
         f1 = p.f1 if p.f1 == p.f1 else 0.0
-        if key not in best or f1 > best[key]["f1"]:
+        if key not in best or f1 > (best[key]["f1"] or 0.0):
             best[key] = _figures(p) | {"candidate": c}
     return best
 
@@ -353,7 +355,7 @@ def run(args: argparse.Namespace) -> int:
     report = select(run_grid(runs, args.fit_readings, GRIDS[args.grid]))
     report["seconds"] = round(time.monotonic() - t0, 1)
     print_report(report)
-    text = json.dumps(report, indent=1)
+    text = json.dumps(report, indent=1, allow_nan=False)
     for path in ([args.json] if args.json else []) + ([RECORD] if args.record else []):
         path.write_text(text + "\n")
         out(f"report in {path}")
