@@ -48,6 +48,8 @@ EVALUATE: dict[str, tuple[str, str]] = {
                   "the service's defaults on simulator data: faults caught, healthy quiet"),
     "select": ("service.evaluation.selection",
                "the selection procedure: choose the scoring defaults out of sample"),
+    "select-skab": ("service.evaluation.skab",
+                    "SKAB's protocol, settings chosen leaving one fault type out"),
     "cut-cmapss": ("service.evaluation.cut_cmapss",
                    "make a C-MAPSS test set and RUL file from a training file"),
 }

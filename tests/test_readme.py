@@ -11,7 +11,10 @@ tested too: each must match exactly one rule below, which says how it is run:
   broker ``make run`` printed in ``VIBEWATCH_KAFKA__BOOTSTRAP_SERVERS``, as the README says;
 - ``dry``: ``make -n TARGET`` only, for targets that cannot run inside ``make test``
   (``make test`` itself, the soak tests, the full benchmarks, the set-up targets), with the
-  reason.
+  reason;
+- ``shared``: a command whose data is not shipped (SKAB is GPL-3.0): its quick form, given
+  the data's path in ``../shared/data`` beside this checkout, and skipped with that reason
+  when it is not there.
 
 "A fresh clone": the tracked (and new, not ignored) files copied to a temporary directory
 with nothing beside it (no ``../shared``), with this checkout's virtualenv and Kafka jars
@@ -41,6 +44,7 @@ from tests.support import free_port, wait_for
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 COMMAND_START = ("make ", ".venv/bin/", "curl ", "vibewatch ", "bench/", "python")
+SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 NAB_QUICK_FILES = ("realKnownCause/nyc_taxi.csv", "artificialWithAnomaly/art_daily_jumpsup.csv")
 
 pytestmark = pytest.mark.integration
@@ -108,6 +112,9 @@ RULES = (
     Rule(r"\.venv/bin/vibewatch evaluate select .*", "quick", "two candidates (the full "
          "grid takes half an hour)",
          lambda c: c if "--grid quick" in c else f"{c} --grid quick", 900),
+    Rule(r"\.venv/bin/vibewatch evaluate select-skab( .*)?", "shared", "two candidates on "
+         "../shared/data/skab-dev (the full grid takes about 4 minutes)",
+         lambda c: f"{c} --grid quick --data {SHARED_DATA / 'skab-dev'}", 300),
     Rule(r"\.venv/bin/python bench/run\.py.*", "quick", "--quick sizes on the test broker",
          None, 600),
 )
@@ -181,7 +188,7 @@ def _run(cmd: str, cwd: Path, env: dict[str, str], timeout_s: float) -> str:
 
 #: the commands that need no stack (a command without a rule fails the test above instead)
 OFFLINE = [c for c in COMMANDS if len(_matches(c)) == 1
-           and _matches(c)[0].how in ("run", "quick", "dry")
+           and _matches(c)[0].how in ("run", "quick", "dry", "shared")
            and not c.startswith(".venv/bin/python bench/")]
 
 
@@ -192,6 +199,9 @@ def test_command_works_from_a_fresh_clone(cmd: str, clone: Path) -> None:
         target = cmd.split()[1]
         _run(f"make -n {target}", clone, _env(), 60)
         return
+    if rule.how == "shared" and not (SHARED_DATA / "skab-dev").is_dir():
+        pytest.skip(f"{cmd}: its data is not shipped and {SHARED_DATA} is not beside this "
+                    "checkout")
     run = rule.quick(cmd) if rule.quick else cmd
     out = _run(run, clone, _env(), rule.timeout_s)
     if cmd == "make help":

@@ -29,6 +29,16 @@ units' first alarm; on C-MAPSS at least 95 % of units detected and none alarmed 
 Also reported: the number of raises (an alarm that clears and comes back counts twice) and
 whether the first alarm was held to the end.
 
+``--one-engine``: all of a run's channels are one engine (a model of the whole machine, such
+as ``models/artifacts/ims1-8ch`` for IMS test 1's eight channels, scored with
+``--channel-reduce joint``). Its alarms are attributed to units by the channels that drive
+them: each episode at warning or above belongs to the unit whose channels hold the largest
+share of the error (``ScoreBatch.contributions``) at its first alarm reading (or its first
+reading, if it never reaches alarm), and the per-unit figures and targets above are computed
+from those attributed episodes. For every unit the table also gives the top contributing
+channels and their shares at its first alarm (any multichannel engine: C-MAPSS's 14 sensors
+too).
+
 ``--plot PATH`` also draws one unit (``--plot-unit``; default the first failing unit of the
 first run) over its run: reading and prediction, score and levels, status, with the first
 alarm and the end of life marked (:mod:`service.evaluation.unit_plot`; needs matplotlib,
@@ -38,9 +48,11 @@ from the ``train`` extra).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +61,7 @@ from service.config import ScoringSettings
 from service.errors import UsageError
 from service.evaluation.common import (
     ALARM,
+    WARNING,
     add_scoring_arguments,
     existing,
     onsets,
@@ -113,6 +126,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--healthy-rul", type=float, default=125.0,
                         help="C-MAPSS: alarms with more cycles than this left are false "
                         "(default 125)")
+    parser.add_argument("--channels", nargs="+", default=None, metavar="CHANNEL",
+                        help="keep only these channels of every unit (e.g. one C-MAPSS "
+                        "sensor: --channels s11; default: all)")
+    parser.add_argument("--one-engine", action="store_true",
+                        help="all of a run's channels as one engine (a whole-machine model, "
+                        "e.g. --model models/artifacts/ims1-8ch), its alarms attributed to "
+                        "units by their channels' contributions (default: one engine per "
+                        "unit)")
     parser.add_argument("--json", type=Path, help="also write the per-unit results here")
     parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
                         help="also draw one unit's reading, prediction, score and status "
@@ -146,6 +167,9 @@ class UnitOutcome:
     final_lead: float | None
     held_from_first: bool  #: never cleared after the first counted alarm
     false_alarms: int  #: healthy unit: all its raises; C-MAPSS: raises with life left > limit
+    #: the top contributing channels and their shares of the error at the first counted
+    #: alarm (a multichannel engine; empty otherwise)
+    top_at_first: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,6 +180,52 @@ class RunOutcome:
     units: tuple[UnitOutcome, ...]
     passed: bool
     why: str  #: what failed, or "" when passed
+
+
+#: Channels named at a unit's first alarm.
+TOP_CHANNELS = 3
+
+
+def one_engine(data: RunToFailure, spec: PredictorSpec) -> Recording:
+    """All of ``data``'s channels, unit after unit, as one engine's stream. Raises
+    UsageError when the units do not share their readings' times, or when an LSTM's
+    channels are not the run's."""
+    first = data.units[0]
+    if any(not np.array_equal(u.ts_ms, first.ts_ms) for u in data.units):
+        raise UsageError(f"--one-engine: the units of {data.name} are not read together")
+    names = tuple(c for u in data.units for c in u.channels)
+    if spec.predictor == "lstm":
+        from service.evaluation.predictors import load_model
+
+        have = load_model(spec.model).channels
+        if tuple(have) != names:
+            raise UsageError(f"--one-engine: the model's channels {list(have)} are not "
+                             f"{data.name}'s {list(names)}")
+    values = np.concatenate([u.values for u in data.units], axis=1)
+    return Recording(data.name, values, first.ts_ms)
+
+
+def attributed(data: RunToFailure, trace: Trace) -> list[Trace]:
+    """Per-unit traces of a whole-run engine (:func:`one_engine`): each episode at warning
+    or above goes to the unit whose channels hold the largest share of the error at its
+    first alarm reading (its first reading, if it never reaches alarm); the other units
+    are normal meanwhile (warmup while the engine commissions). Every unit's trace carries
+    the engine's contributions."""
+    assert trace.contributions is not None
+    status = trace.status
+    bounds = np.cumsum([0] + [len(u.channels) for u in data.units])
+    per = [np.where(status == 0, 0, 1).astype(np.int8) for _ in data.units]
+    high = status >= WARNING
+    starts = np.flatnonzero(high & ~np.concatenate([[False], high[:-1]]))
+    for start in starts:
+        end = start + int(np.argmin(high[start:])) if not high[start:].all() else len(status)
+        alarm = np.flatnonzero(status[start:end] >= ALARM)
+        row = start + (int(alarm[0]) if alarm.size else 0)
+        share = np.nan_to_num(trace.contributions[row])
+        unit = int(np.argmax([share[a:b].sum() for a, b in itertools.pairwise(bounds)]))
+        per[unit][start:end] = status[start:end]
+    return [replace(trace, status=st, changed=st != np.concatenate([[0], st[:-1]]))
+            for st in per]
 
 
 def recordings(data: RunToFailure, spec: PredictorSpec) -> tuple[list[Recording], list[int]]:
@@ -186,6 +256,26 @@ def unit_status(traces: Sequence[Trace], owner: Sequence[int], k: int) -> np.nda
     return worst
 
 
+def top_channels(names: Sequence[str], share: np.ndarray) -> tuple[tuple[str, float], ...]:
+    """The :data:`TOP_CHANNELS` largest shares of one reading, largest first."""
+    order = np.argsort(-np.nan_to_num(share), kind="stable")[:TOP_CHANNELS]
+    return tuple((names[i], round(float(share[i]), 3)) for i in order)
+
+
+def _unit_shares(
+    data: RunToFailure, traces: Sequence[Trace], owner: Sequence[int], k: int
+) -> tuple[tuple[str, ...], np.ndarray | None]:
+    """Unit ``k``'s channel names and per-reading shares: its own stream's when it is one
+    multichannel stream, the whole-run engine's when every unit shares one; else None."""
+    mine = [t for t, o in zip(traces, owner, strict=True) if o == k]
+    if len(mine) != 1 or mine[0].contributions is None:
+        return (), None
+    shares = mine[0].contributions
+    if shares.shape[1] == len(data.units[k].channels):
+        return data.units[k].channels, shares
+    return tuple(c for u in data.units for c in u.channels), shares
+
+
 def outcomes(
     data: RunToFailure, traces: Sequence[Trace], owner: Sequence[int], min_lead_h: float
 ) -> RunOutcome:
@@ -194,6 +284,7 @@ def outcomes(
     start = min(int(u.ts_ms[0]) for u in data.units)
     for k, u in enumerate(data.units):
         status = unit_status(traces, owner, k)
+        names, shares = _unit_shares(data, traces, owner, k)
         hours = (u.ts_ms - start) / HOUR_MS
         left = (u.end_ms - u.ts_ms) / HOUR_MS
         rows = np.flatnonzero(onsets(Trace(status * 0.0, status.astype(np.int8), status * 0.0,
@@ -210,11 +301,13 @@ def outcomes(
         final = None
         if u.fails and counted.size and status[-1] >= ALARM:
             final = float(left[int(counted[-1])])
+        top = top_channels(names, shares[first]) if shares is not None and first is not None \
+            else ()
         units.append(UnitOutcome(
             data.name, u.name, u.fails,
             None if first is None else float(hours[first]),
             None if first is None or not u.fails else float(left[first]),
-            int(counted.size), final, from_first, false,
+            int(counted.size), final, from_first, false, top,
         ))
     return RunOutcome(data.name, tuple(units), *_targets(data, units, min_lead_h))
 
@@ -259,11 +352,20 @@ class EvaluatedRun:
 
 
 def evaluate_run(
-    data: RunToFailure, spec: PredictorSpec, settings: ScoringSettings, min_lead_h: float
+    data: RunToFailure, spec: PredictorSpec, settings: ScoringSettings, min_lead_h: float,
+    whole: bool = False,
 ) -> EvaluatedRun:
-    """Stream ``data`` through ``spec`` and ``settings``; its outcome and traces."""
-    recs, owner = recordings(data, spec)
-    traces = run_streams(spec, settings, recs)
+    """Stream ``data`` through ``spec`` and ``settings``; its outcome and traces. ``whole``:
+    all its channels as one engine (:func:`one_engine`, :func:`attributed`)."""
+    if whole:
+        (trace,) = run_streams(spec, settings, [one_engine(data, spec)])
+        if trace.contributions is None:
+            raise UsageError("--one-engine needs a model of several channels")
+        traces = attributed(data, trace)
+        owner = list(range(len(data.units)))
+    else:
+        recs, owner = recordings(data, spec)
+        traces = run_streams(spec, settings, recs)
     return EvaluatedRun(outcomes(data, traces, owner, min_lead_h), tuple(traces), tuple(owner))
 
 
@@ -280,6 +382,11 @@ def report(result: RunOutcome) -> None:
             final = "-" if e.final_lead is None else f"{e.final_lead:.1f}"
             out(f"  {e.unit:<12} {e.fails!s:>5} {first:>12} {ahead:>8} {e.raises:>7} "
                 f"{final:>9} {e.false_alarms:>6}")
+        tops = [(e.unit, e.top_at_first) for e in result.units if e.top_at_first]
+        if tops:
+            out("  top contributors at each unit's first alarm (share of the error):")
+            for unit, top in tops:
+                out(f"    {unit:<12} " + ", ".join(f"{c} {100 * v:.0f}%" for c, v in top))
         return
     leads = np.array([u.lead for u in result.units if u.lead is not None])
     out(f"{result.run}: {len(result.units)} units (1 cycle = 1 h); {verdict}")
@@ -291,6 +398,11 @@ def report(result: RunOutcome) -> None:
     held = sum(u.final_lead is not None for u in result.units)
     out(f"  alarms held to the last reading: {held}/{leads.size}; early alarms (more than "
         f"the healthy limit left): {sum(u.false_alarms for u in early)} on {len(early)} units")
+    at_first = [u.top_at_first for u in result.units if u.top_at_first]
+    if at_first:
+        counts = Counter(t[0][0] for t in at_first)
+        out(f"  top contributor at the first alarm of the {len(at_first)} detected units: "
+            + ", ".join(f"{c} {n}" for c, n in counts.most_common()))
 
 
 def run_datasets(args: argparse.Namespace) -> list[tuple[RunToFailure, str, float]]:
@@ -312,7 +424,26 @@ def run_datasets(args: argparse.Namespace) -> list[tuple[RunToFailure, str, floa
         rul = existing(args.rul[i], "--rul") if args.rul else None
         chosen.append((load_cmapss_run(existing(path, "--cmapss"), rul, args.healthy_rul),
                        "cmapss", 0.0))
+    if args.channels:
+        chosen = [(keep_channels(d, args.channels), kind, lead) for d, kind, lead in chosen]
     return chosen
+
+
+def keep_channels(data: RunToFailure, channels: Sequence[str]) -> RunToFailure:
+    """``data`` with only ``channels`` of every unit (units left without one are dropped);
+    UsageError naming the known channels when one is in no unit."""
+    known = [c for u in data.units for c in u.channels]
+    unknown = [c for c in channels if c not in known]
+    if unknown:
+        raise UsageError(f"--channels: no {unknown} in {data.name} (its channels: "
+                         f"{', '.join(dict.fromkeys(known))})")
+    units = []
+    for u in data.units:
+        ks = [k for k, c in enumerate(u.channels) if c in channels]
+        if ks:
+            units.append(replace(u, channels=tuple(u.channels[k] for k in ks),
+                                 values=u.values[:, ks]))
+    return replace(data, units=tuple(units))
 
 
 def plot_target(
@@ -356,7 +487,7 @@ def run(args: argparse.Namespace) -> int:
     for r, (data, kind, min_lead) in enumerate(chosen):
         spec = predictor_spec(args, MODELS[kind])
         out(f"# {data.name}: model {spec.describe()}")
-        evaluated = evaluate_run(data, spec, settings, min_lead)
+        evaluated = evaluate_run(data, spec, settings, min_lead, args.one_engine)
         report(evaluated.outcome)
         results.append(evaluated.outcome)
         if target is not None and target[0] == r:

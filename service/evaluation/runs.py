@@ -185,6 +185,12 @@ def _run(
                                 model_warmup_s=warmup_s(spec))
         got, rec = stream(model, scoring, data, [recs[i].name for i in group],
                           [recs[i].ts_ms for i in group])
+        if views > 1 and not is_views(spec):
+            # Which channels drive the error: the processor keeps no shares, the same
+            # scoring replayed on the same residuals gives them (and the same statuses).
+            again = replay(EngineScoring(settings, views, model_warmup_s=warmup_s(spec)), rec)
+            got = [replace(t, contributions=a.contributions)
+                   for t, a in zip(got, again, strict=True)]
         for i, t, r in zip(group, got, rec, strict=True):
             traces[i], residuals[i] = t, r
     return [t for t in traces if t is not None], [r for r in residuals if r is not None]

@@ -49,6 +49,9 @@ class Trace:
     #: None from :func:`replay`, which never steps the model
     reading: FloatArray | None = None
     predicted: FloatArray | None = None
+    #: ``(T, C)`` each channel's share of the error (``ScoreBatch.contributions``; NaN where
+    #: the reading was not scored); set by :func:`replay`, None from :func:`stream`
+    contributions: FloatArray | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,7 @@ def replay(scoring: EngineScoring, recorded: Sequence[Residuals]) -> list[Trace]
     status = np.zeros((depth, n), dtype=np.int8)
     error = np.full((depth, n), np.nan)
     thr = np.full((depth, n), np.nan)
+    shares = np.full((depth, n, n_ch), np.nan)
     current = np.zeros(n, dtype=np.int8)
     last_score = np.zeros(n)
     last_error = np.full(n, np.nan)
@@ -204,6 +208,7 @@ def replay(scoring: EngineScoring, recorded: Sequence[Residuals]) -> list[Trace]
             last_score[rows] = batch.score
             last_error[rows] = batch.error
             last_thr[rows] = batch.threshold
+            shares[t, rows] = batch.contributions
         score[t] = last_score
         status[t] = current
         error[t] = last_error
@@ -214,6 +219,7 @@ def replay(scoring: EngineScoring, recorded: Sequence[Residuals]) -> list[Trace]
         prev = np.concatenate([[0], st[:-1]]).astype(np.int8)
         traces.append(
             Trace(score[: lengths[i], i].copy(), st.copy(), error[: lengths[i], i].copy(),
-                  thr[: lengths[i], i].copy(), st != prev)
+                  thr[: lengths[i], i].copy(), st != prev,
+                  contributions=shares[: lengths[i], i].copy())
         )
     return traces
