@@ -350,6 +350,7 @@ class Runtime:
             slots = c.store.active_slots()
             c.processor.rewarm(slots)
             c.store.touch(slots)  # their predictions changed: the engine list shows them
+            self.pipeline.rewrite(c.name, slots)
         self._set_model_info(c)
         log.info("class %s: model %s loaded from %s; %d engines re-warmed",
                  c.name, new.version, artifact_dir, len(slots))

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
@@ -302,6 +303,18 @@ class Pipeline:
         if assigned:
             self.partitions.start_restore(assigned)  # paused until restored
             self._rewind |= assigned
+
+    def rewrite(self, class_name: str, slots: npt.NDArray[np.intp]) -> None:
+        """Send the rows of ``slots`` to the changelog with the next commit (call with the
+        processing lock held): after a model swap, so the changelog names the new model
+        for every engine and a restore elsewhere re-warms nothing. Without a session, the
+        next restore re-warms them instead (``Placement.REWARM``)."""
+        session = self._session_
+        if session is None or not slots.size:
+            return
+        p = session.committer.pending
+        p.touch()
+        p.dirty_of(class_name).update(slots.tolist())
 
     def _rows_of_other_models(self, applied: Applied) -> None:
         """A restore step found rows written by another model than the class's current
