@@ -10,6 +10,7 @@ from pathlib import Path
 
 from service.classes import ClassResolver, ClassStores, layout_fingerprint, model_fingerprint
 from service.config import Settings
+from service.errors import ArtifactError, ConfigError
 from service.ingest import MessageDecoder
 from service.ingest.routing import ClassRouter
 from service.processor import BatchProcessor, StepModel
@@ -98,16 +99,23 @@ def build_classes(
 ) -> EngineClasses:
     """The default class (``model.artifact_dir``) and every ``model.classes`` entry, their
     models loaded with ``load`` unless given in ``models`` (by class name: tests). Raises
-    ArtifactError when an artifact is unusable."""
+    ArtifactError when the default class's artifact is unusable, ConfigError naming
+    ``model.classes.<i>.artifact_dir`` when another class's is."""
     m = settings.model
     given = dict(models or {})
-    specs = [(m.default_class, m.artifact_dir, None),
-             *((c.name, c.artifact_dir, c.id_pattern) for c in m.classes)]
-    classes = [
-        build_class(settings, name, where, given[name] if name in given else load(where),
-                    pattern)
-        for name, where, pattern in specs
-    ]
+    specs = [("model.artifact_dir", m.default_class, m.artifact_dir, None),
+             *((f"model.classes.{i}.artifact_dir", c.name, c.artifact_dir, c.id_pattern)
+               for i, c in enumerate(m.classes))]
+    classes = []
+    for setting, name, where, pattern in specs:
+        try:
+            model = given[name] if name in given else load(where)
+        except ArtifactError as exc:
+            if setting == "model.artifact_dir":
+                raise  # names the file, as it always has
+            raise ConfigError(setting, f"the {name} class's artifact is unusable: {exc}") \
+                from exc
+        classes.append(build_class(settings, name, where, model, pattern))
     resolver = ClassResolver(
         m.default_class, [c.name for c in m.classes],
         [(c.name, c.id_pattern) for c in m.classes if c.id_pattern is not None],

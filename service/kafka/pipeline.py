@@ -323,7 +323,9 @@ class Pipeline:
         say which were re-commissioned."""
         for name, slots in applied.rewarm.items():
             owner = self.classes.by_name[name]
-            owner.processor.rewarm(np.asarray(slots, dtype=np.intp))
+            rows = np.asarray(slots, dtype=np.intp)
+            owner.processor.rewarm(rows)
+            self.rewrite(name, rows)  # the changelog then names the model that runs
             log.info("restored %d engines of class %s whose rows another version of its "
                      "model wrote; their recurrent state was re-warmed with model %s",
                      len(slots), name, owner.model.version)

@@ -182,3 +182,13 @@ def test_classes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert [(c.name, c.artifact_dir, c.id_pattern) for c in s.model.classes] == [
         ("pump", tmp_path, "pump-.*")]
     assert s.model.default_class == "default"
+
+
+def test_an_unusable_class_artifact_is_named_at_start_up(tmp_path: Path) -> None:
+    from service.runtime import Runtime
+
+    settings = load_settings(model={"classes": [{"name": "pump", "artifact_dir": tmp_path}]})
+    with pytest.raises(ConfigError) as info:
+        Runtime(settings)
+    assert info.value.setting == "model.classes.0.artifact_dir"
+    assert "manifest" in str(info.value)
