@@ -97,7 +97,8 @@ def _reload(service: ServiceProcess, artifact: Path, klass: str) -> tuple[int, A
 
 
 def _pump_model(service: ServiceProcess) -> dict[str, Any]:
-    return {c["class"]: c for c in service.get("/model")[1]["classes"]}["pump"]
+    classes: list[dict[str, Any]] = service.get("/model")[1]["classes"]
+    return next(c for c in classes if c["class"] == "pump")
 
 
 def test_a_mixed_fleet_in_one_group_and_a_reload_that_reaches_both(
