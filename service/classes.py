@@ -19,7 +19,6 @@ restore does with a row written by another model.
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,12 +26,9 @@ from enum import Enum
 from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from service.errors import InvalidMessageError
 from service.state import F64, FINGERPRINT_BYTES, EngineStore, row_identity
-
-log = logging.getLogger(__name__)
 
 #: What a message's "class" field may hold (as ``service.config.CLASS_NAME``).
 CLASS_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
@@ -271,10 +267,3 @@ def place_record(
         slots, _ = store.slots_for([engine_id], [partition], init)
     return Placed(Placement.RECOMMISSIONED, store, int(slots[0]), why)
 
-
-def rows_by_header(stores: ClassStores) -> dict[bytes, EngineStore]:
-    """Each store's row header (rows with it go in a table at a time)."""
-    return {s.row_header(): s for s in stores}
-
-
-IntpArray = npt.NDArray[np.intp]
