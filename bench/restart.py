@@ -78,6 +78,7 @@ class Instance:
             "VIBEWATCH_KAFKA__CHANGELOG_TOPIC": f"{p}.changelog",
             "VIBEWATCH_KAFKA__ANOMALIES_TOPIC": f"{p}.anomalies",
             "VIBEWATCH_KAFKA__DEAD_LETTER_TOPIC": f"{p}.dead-letter",
+            "VIBEWATCH_KAFKA__CONTROL_TOPIC": f"{p}.control",
             "VIBEWATCH_KAFKA__GROUP_ID": f"{p}.group",
             "VIBEWATCH_KAFKA__INSTANCE_ID": self.instance_id,
             "VIBEWATCH_API__PORT": str(self.port),

@@ -75,6 +75,10 @@ class KafkaSettings(_Section):
     dead_letter_topic: str = Field("vibewatch.dead-letter", description="Where bad messages go.")
     anomalies_topic: str = Field("vibewatch.anomalies", description="Status changes.")
     changelog_topic: str = Field("vibewatch.state-changelog", description="Engine state.")
+    control_topic: str = Field(
+        "vibewatch.control", description="Model reloads for the whole group (compacted, one "
+        "record per engine class; every instance reads all of it).",
+    )
     group_id: str = Field("vibewatch", min_length=1, description="Consumer group of the service.")
     client_id: str = Field("vibewatch", min_length=1)
     poll_timeout_ms: int = Field(100, ge=1, le=10_000, description="Longest wait in one poll.")
@@ -129,8 +133,61 @@ class KafkaSettings(_Section):
     security: KafkaSecuritySettings = KafkaSecuritySettings()
 
 
+#: Engine class names: a metric label and a changelog row field (at most 32 bytes).
+CLASS_NAME = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
+
+
+class ClassSettings(_Section):
+    """One engine class beside the default one (``model.classes``; docs/model.md)."""
+
+    name: str = Field(pattern=CLASS_NAME, description="Class name, as messages give it in "
+                      "their optional \"class\" field.")
+    artifact_dir: Path = Field(description="Model artifact directory of the class.")
+    id_pattern: str | None = Field(
+        None, description="Engines whose id matches this regular expression (whole id) "
+        "belong to the class when their messages name no class.",
+    )
+
+    @field_validator("id_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return pattern
+
+    @field_validator("artifact_dir")
+    @classmethod
+    def _is_dir(cls, path: Path) -> Path:
+        if not path.is_dir():
+            raise ValueError(f"{path} is not a directory")
+        return path
+
+
 class ModelSettings(_Section):
-    artifact_dir: Path = Field(DEFAULT_ARTIFACT, description="Model artifact directory.")
+    artifact_dir: Path = Field(DEFAULT_ARTIFACT, description="Model artifact directory of the "
+                               "default class.")
+    default_class: str = Field(
+        "default", pattern=CLASS_NAME, description="Name of the class of model.artifact_dir: "
+        "engines that name no class and match no class's id_pattern.",
+    )
+    classes: tuple[ClassSettings, ...] = Field(
+        (), description="More engine classes, each with its own model: a list of {name, "
+        "artifact_dir, id_pattern}; patterns are tried in order.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> ModelSettings:
+        seen = {self.default_class}
+        for i, c in enumerate(self.classes):
+            if c.name in seen:
+                raise SettingError(f"classes.{i}.name",
+                                   f"class {c.name!r} is defined twice (model.default_class "
+                                   "names the default class)")
+            seen.add(c.name)
+        return self
 
 
 class StateSettings(_Section):

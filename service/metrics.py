@@ -127,7 +127,21 @@ class Metrics:
             registry=registry,
         )
         self.model_info = Info(
-            "vibewatch_model", "The model artifact in use.", registry=registry
+            "vibewatch_model", "The model artifact in use, per engine class.", ["class"],
+            registry=registry,
+        )
+        self.model_reload_failures = Counter(
+            "vibewatch_model_reload_failures_total",
+            "Model reloads this instance could not apply (it keeps the class's model).",
+            ["class"],
+            registry=registry,
+        )
+        self.engines_recommissioned = Counter(
+            "vibewatch_engines_recommissioned_total",
+            "Engines restored from changelog rows of a model of another layout, started "
+            "afresh (commissioning again).",
+            ["class"],
+            registry=registry,
         )
         self.commit_seconds = Histogram(
             "vibewatch_commit_duration_seconds",

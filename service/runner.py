@@ -91,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
     runtime = Runtime(settings)
     log.info(
         "instance %s; model %s (%s); Kafka %s (%s) topic %s; API on http://%s:%d (docs at "
-        "/docs, metrics at /metrics)", settings.kafka.instance_id, runtime.model.version,
-        settings.model.artifact_dir, settings.kafka.bootstrap_servers,
+        "/docs, metrics at /metrics)", settings.kafka.instance_id,
+        ", ".join(f"{c.name}: {c.model.version}" for c in runtime.classes),
+        ", ".join(str(c.artifact_dir) for c in runtime.classes), settings.kafka.bootstrap_servers,
         settings.kafka.security.protocol, settings.kafka.readings_topic,
         settings.api.host, settings.api.port,
     )

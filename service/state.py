@@ -39,14 +39,24 @@ I64 = npt.NDArray[np.int64]
 U32 = npt.NDArray[np.uint32]
 
 _NO_TS = np.iinfo(np.int64).min
+#: Bytes of a model fingerprint in a record header (see ``service.classes``).
+FINGERPRINT_BYTES = 8
 
 
 class EngineStore:
     """Rows of per-engine state; grows by doubling."""
 
     def __init__(
-        self, *, window: int, channels: int, model_state_size: int, score_state_size: int
+        self, *, window: int, channels: int, model_state_size: int, score_state_size: int,
+        class_name: str = "default", fingerprint: bytes = bytes(FINGERPRINT_BYTES),
+        layout: bytes = bytes(FINGERPRINT_BYTES),
     ) -> None:
+        #: The engine class whose engines this store holds and the fingerprints of the model
+        #: that writes its rows and of its layout (all go into every changelog record's
+        #: header; see ``service.classes``).
+        self.class_name = class_name
+        self.fingerprint = fingerprint
+        self.layout = layout
         self.window = window
         self.channels = channels
         self.model_state_size = model_state_size
@@ -294,10 +304,19 @@ class EngineStore:
     )
 
     def row_header(self) -> bytes:
-        """The header every record of this store starts with (format and dimensions)."""
+        """The header every record of this store starts with: format, dimensions, the
+        engine class and the fingerprint of the model that wrote it."""
         return _HEADER.pack(
-            _MAGIC, self.window, self.channels, self.model_state_size, self.score_state_size
+            _MAGIC, self.window, self.channels, self.model_state_size, self.score_state_size,
+            self.class_name.encode(), self.fingerprint, self.layout,
         )
+
+    def set_model(self, fingerprint: bytes, layout: bytes, model_state_size: int) -> None:
+        """A model swap: rows written from now on name ``fingerprint`` and ``layout``; every
+        row gets a zeroed recurrent state when the size changes (the caller re-warms)."""
+        self.resize_model_state(model_state_size)
+        self.fingerprint = fingerprint
+        self.layout = layout
 
     def row_size(self) -> int:
         """Bytes of one :meth:`encode_row` record with this store's dimensions."""
@@ -332,9 +351,10 @@ class EngineStore:
         layout lacks is absent from the result). Raises ``ValueError`` for another format,
         other dimensions, or a truncated record.
         """
-        layout = _LEGACY.get(self._check_header(data), _CURRENT)
+        magic = self._check_header(data)
+        layout = _LEGACY.get(magic, _CURRENT)
         out: dict[str, npt.NDArray[Any]] = {}
-        off = _HEADER.size
+        off = _LEGACY_HEADER.size if magic in _LEGACY else _HEADER.size
         for f in layout.fields:
             arr = getattr(self, f)
             dtype = layout.dtypes.get(f, arr.dtype)
@@ -349,18 +369,14 @@ class EngineStore:
         return out
 
     def _check_header(self, data: bytes) -> bytes:
-        """The record's format magic, once it is one this store reads with its dims."""
-        if len(data) < _HEADER.size:
-            raise ValueError("state record too short")
-        magic, *dims = _HEADER.unpack_from(data)
-        if magic != _MAGIC and magic not in _LEGACY:
-            known = ", ".join(m.decode() for m in (_MAGIC, *_LEGACY))
-            raise ValueError(f"state record format {magic!r} is not one this version reads "
-                             f"({known})")
-        expected = [self.window, self.channels, self.model_state_size, self.score_state_size]
-        if dims != expected:
-            raise ValueError(f"state record dims {dims} differ from {expected}")
-        return bytes(magic)
+        """The record's format magic, once it is one this store reads with its dims (the
+        class and model it names are :func:`row_identity`'s business)."""
+        ident = row_identity(data)
+        expected = (self.window, self.channels, self.model_state_size, self.score_state_size)
+        if ident.dims != expected:
+            raise ValueError(f"state record dims {list(ident.dims)} differ from "
+                             f"{list(expected)}")
+        return ident.magic
 
     def restore_row(self, engine_id: str, data: bytes, init_score: F64) -> None:
         """Overwrite (or create) ``engine_id``'s row from :meth:`encode_row` bytes.
@@ -419,7 +435,46 @@ class _Layout:
     dtypes: dict[str, np.dtype[Any]]
 
 
-_HEADER = struct.Struct("<4sHHHH")
+#: Header of the current format: magic, window, channels, model state size, score state
+#: size, engine class (NUL-padded ASCII), model fingerprint, layout fingerprint.
+_HEADER = struct.Struct(f"<4sHHHH32s{FINGERPRINT_BYTES}s{FINGERPRINT_BYTES}s")
+#: Header of the formats before VWS4 (no class, no model).
+_LEGACY_HEADER = struct.Struct("<4sHHHH")
+
+
+@dataclass(frozen=True)
+class RowIdentity:
+    """What a changelog record's header says about it.
+
+    ``class_name``, ``fingerprint`` and ``layout`` are None for a record of a format older
+    than VWS4 (it was written by the only model there was: the default class's).
+    """
+
+    magic: bytes
+    dims: tuple[int, int, int, int]  #: window, channels, model state size, score state size
+    class_name: str | None
+    fingerprint: bytes | None
+    layout: bytes | None
+
+
+def row_identity(data: bytes) -> RowIdentity:
+    """Read a changelog record's header. Raises ``ValueError`` when it is too short or of a
+    format this version does not read."""
+    if len(data) < _LEGACY_HEADER.size:
+        raise ValueError("state record too short")
+    magic = bytes(data[:4])
+    if magic in _LEGACY:
+        _, *dims = _LEGACY_HEADER.unpack_from(data)
+        return RowIdentity(magic, (dims[0], dims[1], dims[2], dims[3]), None, None, None)
+    if magic != _MAGIC:
+        known = ", ".join(m.decode() for m in (_MAGIC, *_LEGACY))
+        raise ValueError(f"state record format {magic!r} is not one this version reads "
+                         f"({known})")
+    if len(data) < _HEADER.size:
+        raise ValueError("state record too short")
+    _, w, c, m, k, name, fingerprint, layout = _HEADER.unpack_from(data)
+    return RowIdentity(magic, (w, c, m, k), name.rstrip(b"\0").decode("ascii", "replace"),
+                       bytes(fingerprint), bytes(layout))
 
 
 def window_order(count: int, window: int) -> npt.NDArray[np.intp]:
@@ -438,13 +493,16 @@ def window_timestamps(stored: npt.NDArray[np.uint32], last_ts: int) -> I64:
         ts[-1] = last_ts
         ts[:-1] = last_ts - np.cumsum(steps[::-1])[::-1]
     return ts
-#: Record format: VWS3 adds the prediction the latest reading was scored against
-#: (``scored_pred``); VWS2 keeps window timestamps as uint32 (ts mod 2**32).
-_MAGIC = b"VWS3"
+#: Record format: VWS4 adds to the header the engine class and the fingerprint of the
+#: model that wrote the row (the fields are VWS3's); VWS3 adds the prediction the latest
+#: reading was scored against (``scored_pred``); VWS2 keeps window timestamps as uint32
+#: (ts mod 2**32).
+_MAGIC = b"VWS4"
 _CURRENT = _Layout(EngineStore._ROW_FIELDS, {})
 _V2_FIELDS = tuple(f for f in EngineStore._ROW_FIELDS if f != "scored_pred")
-#: Older formats still read: magic -> their layout.
+#: Older formats still read (their header is :data:`_LEGACY_HEADER`): magic -> layout.
 _LEGACY: dict[bytes, _Layout] = {
     b"VWS1": _Layout(_V2_FIELDS, {"ring_ts": np.dtype(np.int64)}),
     b"VWS2": _Layout(_V2_FIELDS, {}),
+    b"VWS3": _Layout(EngineStore._ROW_FIELDS, {}),
 }

@@ -96,7 +96,7 @@ class StoreEngines:
     def engine_samples(self, limit: int) -> list[EngineSample]:
         """The first ``limit`` engines with a reading, in the store's insertion order."""
         store, channels = self.store, self.channels()
-        out = []
+        out: list[EngineSample] = []
         with store.lock:
             live = ((e, s) for e, s in store.index.items() if store.count[s] > 0)
             taken = list(itertools.islice(live, limit))
@@ -121,4 +121,20 @@ class StoreEngines:
                         {} if shares is None else dict(contributions(channels, shares[k]))
                     ),
                 ))
+        return out
+
+
+class ClassEngines:
+    """The per-engine gauges' source over the stores of every engine class: the default
+    class's engines first, up to the limit in all."""
+
+    def __init__(self, sources: Sequence[StoreEngines]) -> None:
+        self.sources = list(sources)
+
+    def engine_samples(self, limit: int) -> list[EngineSample]:
+        out: list[EngineSample] = []
+        for source in self.sources:
+            if len(out) >= limit:
+                break
+            out.extend(source.engine_samples(limit - len(out)))
         return out

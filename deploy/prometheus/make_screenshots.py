@@ -225,6 +225,7 @@ def service_env(bootstrap: str, prefix: str, port: int) -> dict[str, str]:
         "VIBEWATCH_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
         "VIBEWATCH_KAFKA__READINGS_TOPIC": f"{prefix}.readings",
         "VIBEWATCH_KAFKA__DEAD_LETTER_TOPIC": f"{prefix}.dead-letter",
+        "VIBEWATCH_KAFKA__CONTROL_TOPIC": f"{prefix}.control",
         "VIBEWATCH_KAFKA__ANOMALIES_TOPIC": f"{prefix}.anomalies",
         "VIBEWATCH_KAFKA__CHANGELOG_TOPIC": f"{prefix}.changelog",
         "VIBEWATCH_KAFKA__GROUP_ID": f"{prefix}.group",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,30 +25,42 @@ def _channels(names: Sequence[str], row: list[float]) -> dict[str, float | None]
     return {c: (v if math.isfinite(v) else None) for c, v in zip(names, row, strict=True)}
 
 
+@dataclass(frozen=True)
+class ClassInfo:
+    """What an engine document says of its class: name, channels, model version."""
+
+    name: str
+    channels: tuple[str, ...]
+    model_version: str
+
+
 def engine_documents(
     rows: Rows,
-    channels: Sequence[str],
+    classes: Sequence[ClassInfo],
     statuses: Sequence[Status],
-    model_version: str,
     committed_seq: int,
     stale_before_ms: int,
 ) -> list[dict[str, Any]]:
     """One :class:`EngineOut`-shaped dict per row.
 
-    ``committed_seq``: the local store's committed batch number (a local row is committed
-    when its ``changed_seq`` is at most that); ``stale_before_ms``: rows last seen before
-    this wall-clock time are stale.
+    ``classes``: by class number (``Rows.klass``); ``committed_seq``: the local stores'
+    committed batch number (a local row is committed when its ``changed_seq`` is at most
+    that); ``stale_before_ms``: rows last seen before this wall-clock time are stale.
     """
     out = []
     cols = zip(
         rows.ids, rows.source.tolist(), rows.score.tolist(), rows.status.tolist(),
         rows.last_seen.tolist(), rows.status_since.tolist(), rows.last_ts.tolist(),
         rows.readings.tolist(), rows.error.tolist(), rows.changed_seq.tolist(),
-        rows.values.tolist(), rows.predicted.tolist(), rows.scored.tolist(), strict=True,
+        rows.values.tolist(), rows.predicted.tolist(), rows.scored.tolist(),
+        rows.klass.tolist(), strict=True,
     )
     for (engine_id, source, score, status, last_seen, since, ts, readings, error, seq,
-         values, predicted, scored) in cols:
+         all_values, all_predicted, all_scored, klass) in cols:
         fleet = source == FLEET
+        info = classes[klass]
+        channels, n = info.channels, len(info.channels)
+        values, predicted, scored = all_values[:n], all_predicted[:n], all_scored[:n]
         out.append({
             "engine_id": engine_id,
             "ts": as_datetime(ts),
@@ -61,7 +74,8 @@ def engine_documents(
             "status": statuses[status].value,
             "status_since": as_datetime(since),
             "readings": readings,
-            "model_version": model_version,
+            "class": info.name,
+            "model_version": info.model_version,
             "last_seen": as_datetime(last_seen),
             "source": "fleet" if fleet else "local",
             "committed": fleet or seq <= committed_seq,

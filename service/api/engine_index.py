@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from service.classes import ClassStores
 from service.state import EngineStore
 
 I64 = npt.NDArray[np.int64]
@@ -70,15 +71,25 @@ class Rows:
     readings: I64
     error: F64
     changed_seq: I64
-    values: F64  # (n, channels)
+    values: F64  # (n, channels): NaN beyond the engine class's channels
     predicted: F64
     scored: F64
+    klass: npt.NDArray[np.int8]  # the engine's class (its index in the index's stores)
 
     @classmethod
     def gather(cls, store: EngineStore, slots: npt.NDArray[np.intp], ids: list[str],
-               source: int) -> Rows:
-        """Copy the shown fields of ``slots`` (their engines are ``ids``); lock held."""
+               source: int, klass: int = 0, width: int | None = None) -> Rows:
+        """Copy the shown fields of ``slots`` (their engines are ``ids``, of class number
+        ``klass``), per-channel fields padded with NaN to ``width``; lock held."""
         pos = (store.count[slots] - 1) % store.window
+
+        def wide(a: F64) -> F64:
+            if width is None or width == a.shape[1]:
+                return a
+            out = np.full((a.shape[0], width), np.nan)
+            out[:, : a.shape[1]] = a
+            return out
+
         return cls(
             ids=ids,
             source=np.full(len(ids), source, dtype=np.int8),
@@ -90,9 +101,10 @@ class Rows:
             readings=store.count[slots],
             error=store.error[slots],
             changed_seq=store.changed_seq[slots],
-            values=store.ring[slots, pos].astype(np.float64),
-            predicted=store.last_pred[slots],
-            scored=store.scored_pred[slots],
+            values=wide(store.ring[slots, pos].astype(np.float64)),
+            predicted=wide(store.last_pred[slots]),
+            scored=wide(store.scored_pred[slots]),
+            klass=np.full(len(ids), klass, dtype=np.int8),
         )
 
     @classmethod
@@ -112,7 +124,7 @@ class Rows:
         f, i = np.empty(0, np.float64), np.empty(0, np.int64)
         c = np.empty((0, channels), np.float64)
         return cls([], np.empty(0, np.int8), f, np.empty(0, np.int8), i, i, i, i, f, i, c,
-                   c, c)
+                   c, c, np.empty(0, np.int8))
 
 
 class Page:
@@ -132,15 +144,21 @@ class EngineIndex:
     than the changed rows.
     """
 
-    def __init__(self, local: EngineStore, fleet: EngineStore | None, channels: int) -> None:
-        self.local = local
-        self.fleet = fleet
+    def __init__(
+        self, local: EngineStore | ClassStores, fleet: EngineStore | ClassStores | None,
+        channels: int,
+    ) -> None:
+        """``local`` and ``fleet``: the stores of each engine class (in the same class
+        order); ``channels``: the most channels of any class (per-channel fields are padded
+        to it)."""
+        self.local = ClassStores.of(local)
+        self.fleet = None if fleet is None else ClassStores.of(fleet)
         self.channels = channels
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
-        self._generations: dict[int, int] = {LOCAL: local.generation}
-        if fleet is not None:
-            self._generations[FLEET] = fleet.generation
+        self._generations: dict[tuple[int, int], int] = {
+            (source, k): store.generation for source, k, store in self._stores()
+        }
         self.version = 0
         #: monotonic time the last completed refresh began (it holds every change before)
         self.refreshed_from = 0.0
@@ -179,6 +197,7 @@ class EngineIndex:
             grow(name, (), np.int64)
         grow("status", (), np.int8)
         grow("source", (), np.int8)
+        grow("klass", (), np.int8)
         for name in ("values", "predicted", "scored"):
             grow(name, (self.channels,), np.float64)
         if old:
@@ -196,6 +215,7 @@ class EngineIndex:
     changed_seq: I64
     status: npt.NDArray[np.int8]
     source: npt.NDArray[np.int8]
+    klass: npt.NDArray[np.int8]
     values: F64
     predicted: F64
     scored: F64
@@ -243,39 +263,41 @@ class EngineIndex:
             if reset:
                 with self._lock:
                     touched |= {e for e, r in self._row_of.items()
-                                if int(self.source[r]) in reset}
+                                if (int(self.source[r]), int(self.klass[r])) in reset}
             rows = self._resolve(touched)
             self._apply(touched, rows)
             self.refreshed_from = began
             return len(touched)
 
-    def _stores(self) -> list[tuple[int, EngineStore]]:
-        out = [(LOCAL, self.local)]
+    def _stores(self) -> list[tuple[int, int, EngineStore]]:
+        """(source, class number, store) of every store, the local ones first."""
+        out = [(LOCAL, k, s) for k, s in enumerate(self.local)]
         if self.fleet is not None:
-            out.append((FLEET, self.fleet))
+            out.extend((FLEET, k, s) for k, s in enumerate(self.fleet))
         return out
 
-    def _take(self) -> tuple[set[str], set[int]]:
-        """Engine ids named by the journals, and the sources whose generation moved."""
+    def _take(self) -> tuple[set[str], set[tuple[int, int]]]:
+        """Engine ids named by the journals, and the stores (source, class number) whose
+        generation moved."""
         touched: set[str] = set()
-        reset: set[int] = set()
-        for source, store in self._stores():
+        reset: set[tuple[int, int]] = set()
+        for source, k, store in self._stores():
             with store.lock:
                 generation, slots, removed = store.take_changes()
                 ids = store.ids
                 touched.update(e for e in (ids[s] for s in slots.tolist()) if e)
             touched.update(removed)
-            if generation != self._generations[source]:
-                self._generations[source] = generation
-                reset.add(source)
+            if generation != self._generations[(source, k)]:
+                self._generations[(source, k)] = generation
+                reset.add((source, k))
         return touched, reset
 
     def _resolve(self, touched: Iterable[str]) -> Rows:
-        """Current rows of ``touched`` engines: the local store's if it has the engine,
-        else the fleet store's; engines in neither are absent from the result."""
+        """Current rows of ``touched`` engines: a local store's if one has the engine,
+        else a fleet store's; engines in none are absent from the result."""
         missing = list(touched)
         parts = []
-        for source, store in self._stores():
+        for source, k, store in self._stores():
             if not missing:
                 break
             found: list[str] = []
@@ -295,7 +317,8 @@ class EngineIndex:
                             slots.append(slot)
                     if len(found) > f0:
                         parts.append(Rows.gather(
-                            store, np.asarray(slots[f0:], dtype=np.intp), found[f0:], source
+                            store, np.asarray(slots[f0:], dtype=np.intp), found[f0:], source,
+                            k, self.channels,
                         ))
             missing = rest
         return Rows.concat(parts, self.channels)
@@ -447,18 +470,18 @@ class EngineIndex:
             last_seen=self.last_seen[sel], status_since=self.status_since[sel],
             last_ts=self.last_ts[sel], readings=self.readings[sel], error=self.error[sel],
             changed_seq=self.changed_seq[sel], values=self.values[sel],
-            predicted=self.predicted[sel], scored=self.scored[sel],
+            predicted=self.predicted[sel], scored=self.scored[sel], klass=self.klass[sel],
         )
 
     def current(self, engine_id: str) -> Rows | None:
         """The engine's row read from the stores now (not the index): O(1) under one lock.
         None when neither store has a reading of it."""
-        for source, store in self._stores():
+        for source, k, store in self._stores():
             with store.lock:
                 slot = store.index.get(engine_id)
                 if slot is not None and store.count[slot] > 0:
                     return Rows.gather(store, np.array([slot], dtype=np.intp), [engine_id],
-                                       source)
+                                       source, k, self.channels)
         return None
 
     def count_stale(self, stale_before_ms: int, source: int = LOCAL) -> int:

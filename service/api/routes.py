@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
@@ -18,11 +19,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
 from service.api.deps import RuntimeDep, TokenDep
-from service.api.documents import engine_documents, to_json
+from service.api.documents import ClassInfo, engine_documents, to_json
 from service.api.page_cache import page_key
 from service.api.schemas import (
     BaselineIn,
     BaselineOut,
+    ClassModelOut,
     EngineOut,
     EnginePage,
     ErrorOut,
@@ -147,8 +149,7 @@ async def list_engines(
             min_score=min_score, stale=stale, stale_before_ms=stale_before_ms,
             offset=offset, limit=limit,
         )
-        m = runtime.model
-        docs = engine_documents(page.rows, m.channels, runtime.processor.statuses, m.version,
+        docs = engine_documents(page.rows, _class_infos(runtime), runtime.processor.statuses,
                                 page.committed_seq, stale_before_ms)
         return to_json({"total": page.total, "offset": offset, "limit": limit,
                         "engines": docs})
@@ -166,12 +167,16 @@ def get_engine(runtime: RuntimeDep, engine_id: ENGINE_PATH) -> Response:
     rows = runtime.engine_index.current(engine_id)
     if rows is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"engine {engine_id!r} is not tracked")
-    m = runtime.model
-    doc = engine_documents(rows, m.channels, runtime.processor.statuses, m.version,
+    doc = engine_documents(rows, _class_infos(runtime), runtime.processor.statuses,
                            runtime.store.committed_seq, runtime.stale_before_ms())[0]
     shares = runtime.contributions(engine_id)
     doc["contributions"] = dict(shares) if shares else None
     return _json(doc)
+
+
+def _class_infos(runtime: Runtime) -> list[ClassInfo]:
+    """The engine classes in the engine index's order (``Rows.klass``)."""
+    return [ClassInfo(c.name, c.model.channels, c.model.version) for c in runtime.classes]
 
 
 @router.get("/engines/{engine_id}/history", response_model=HistoryOut, responses=NOT_FOUND,
@@ -181,9 +186,12 @@ def get_history(
     limit: Annotated[int, Query(ge=1, le=100_000)] = 256,
 ) -> HistoryOut:
     """The engine's recent readings (its window), oldest first; at most ``limit``."""
-    points = history(runtime.store, engine_id, runtime.model.channels)
-    if points is None:
-        points = history(runtime.fleet_store, engine_id, runtime.model.channels)
+    c = runtime.class_of(engine_id)
+    points = None
+    if c is not None:
+        points = history(c.store, engine_id, c.model.channels)
+        if points is None:
+            points = history(c.fleet_store, engine_id, c.model.channels)
     if points is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"engine {engine_id!r} is not tracked")
     return HistoryOut(
@@ -244,21 +252,34 @@ def rebaseline(runtime: RuntimeDep, _auth: TokenDep, engine_id: ENGINE_PATH,
     )
 
 
+def _card_summary(artifact_dir: FilePath) -> str:
+    card = artifact_dir / "model_card.md"
+    if not card.is_file():
+        return ""
+    paras = [p.strip() for p in card.read_text().split("\n\n") if p.strip()]
+    return next((p for p in paras if not p.startswith("#")), "")
+
+
 def _model_out(runtime: Runtime) -> ModelOut:
-    m = runtime.model
-    card = runtime.artifact_dir / "model_card.md"
-    summary = ""
-    if card.is_file():
-        paras = [p.strip() for p in card.read_text().split("\n\n") if p.strip()]
-        summary = next((p for p in paras if not p.startswith("#")), "")
-    return ModelOut(version=m.version, channels=list(m.channels),
-                    artifact_dir=str(runtime.artifact_dir), state_size=m.state_size,
-                    card_summary=summary)
+    classes = []
+    for c in runtime.classes:
+        classes.append(ClassModelOut.model_validate({
+            "class": c.name, "default": c is runtime.classes.default,
+            "id_pattern": c.id_pattern, "version": c.model.version,
+            "fingerprint": c.fingerprint.hex(), "channels": list(c.model.channels),
+            "artifact_dir": str(c.artifact_dir), "state_size": c.model.state_size,
+            "engines": len(c.store), "reload_error": c.reload_error,
+            "card_summary": _card_summary(c.artifact_dir),
+        }))
+    d = classes[0]
+    return ModelOut(version=d.version, channels=d.channels, artifact_dir=d.artifact_dir,
+                    state_size=d.state_size, card_summary=d.card_summary, classes=classes)
 
 
 @router.get("/model", response_model=ModelOut, tags=["model"])
 def get_model(runtime: RuntimeDep) -> ModelOut:
-    """The model in use."""
+    """The models in use: the default class's at the top level, every class's in
+    ``classes`` (with the last reload that failed here, if any)."""
     return _model_out(runtime)
 
 
@@ -268,13 +289,23 @@ def get_model(runtime: RuntimeDep) -> ModelOut:
         400: {"model": ErrorOut, "description": "The body is not JSON"},
         401: {"model": ErrorOut, "description": "No or a wrong bearer token"},
         403: {"model": ErrorOut, "description": "api.token is not set: reloads are disabled"},
-        404: {"model": ErrorOut, "description": "artifact_dir is not a directory"},
+        404: {"model": ErrorOut, "description": "artifact_dir is not a directory, or no such "
+              "class"},
         422: {"model": ErrorOut, "description": "The body is invalid or the artifact unusable"},
+        503: {"model": ErrorOut, "description": "The reload could not be sent to the group"},
     },
 )
 def reload_model(runtime: RuntimeDep, _auth: TokenDep, body: ReloadIn) -> ModelOut:
-    """Switch to another artifact; per-engine state is kept and re-warmed from the windows."""
+    """Switch a class (default: the default class) to another artifact on every instance of
+    the group: checked and applied here, then sent on the control topic that every instance
+    reads (docs/operations.md). Per-engine state is kept and re-warmed from the windows. An
+    instance that cannot load the artifact keeps its model and says so (``GET /model``
+    ``reload_error``, ``vibewatch_model_reload_failures_total``)."""
     where = body.artifact_dir
+    if body.engine_class is not None and body.engine_class not in runtime.classes.by_name:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"no engine class {body.engine_class[:64]!r} (classes: "
+                            f"{', '.join(runtime.classes.by_name)})")
     try:
         found = where.is_dir()
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte
@@ -284,9 +315,11 @@ def reload_model(runtime: RuntimeDep, _auth: TokenDep, body: ReloadIn) -> ModelO
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"artifact_dir {str(where)[:200]!r} is not a directory")
     try:
-        runtime.reload_model(where)
+        runtime.reload_model(where, body.engine_class)
     except (ArtifactError, OSError, ValueError) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)[:1000]) from None
+    except BrokerUnavailableError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     return _model_out(runtime)
 
 

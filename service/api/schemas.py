@@ -70,7 +70,11 @@ class EngineOut(BaseModel):
     status: Status
     status_since: datetime = Field(description="Event time the current status began.")
     readings: int = Field(description="Readings processed for this engine.")
-    model_version: str
+    engine_class: str = Field(
+        alias="class", description="The engine's class: which model it runs under "
+        "(model.default_class, or a model.classes entry)."
+    )
+    model_version: str = Field(description="Version of its class's model.")
     last_seen: datetime = Field(
         description="Wall-clock time the latest reading was processed (by the owner)."
     )
@@ -134,16 +138,46 @@ class EventPage(BaseModel):
     events: list[EventOut]
 
 
+class ClassModelOut(BaseModel):
+    """One engine class's model on this instance."""
+
+    engine_class: str = Field(alias="class", description="Class name.")
+    default: bool = Field(description="The default class (engines that name no class and "
+                          "match no id_pattern).")
+    id_pattern: str | None = Field(description="Engines whose id matches belong to it.")
+    version: str
+    fingerprint: str = Field(description="Hex fingerprint of the model, as changelog rows "
+                             "record it.")
+    channels: list[str]
+    artifact_dir: str
+    state_size: int
+    engines: int = Field(description="Engines of the class owned by this instance.")
+    reload_error: str | None = Field(
+        description="Why the last model reload for this class could not be applied on this "
+        "instance (it kept the model above); null when it did not fail."
+    )
+    card_summary: str = Field(description="First paragraph of the model card, if there is one.")
+
+
 class ModelOut(BaseModel):
+    """The models in use. The top-level fields describe the default class's (as before
+    engine classes); ``classes`` lists every class."""
+
     version: str
     channels: list[str]
     artifact_dir: str
     state_size: int
     card_summary: str = Field(description="First paragraph of the model card, if there is one.")
+    classes: list[ClassModelOut]
 
 
 class ReloadIn(BaseModel):
-    artifact_dir: Path = Field(description="Directory of the artifact to switch to.")
+    artifact_dir: Path = Field(description="Directory of the artifact to switch to (the "
+                               "same path must be readable on every instance).")
+    engine_class: str | None = Field(
+        None, alias="class", description="The class whose model to switch (default: the "
+        "default class)."
+    )
 
 
 class Health(BaseModel):

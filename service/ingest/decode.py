@@ -48,15 +48,18 @@ DECODER_REASONS: tuple[str, ...] = (
 )
 #: Reasons the pipeline gives rather than the decoder's checks: an unexpected exception
 #: while decoding a message, one while processing its readings, a new engine beyond
-#: ``state.max_engines``, and an operator command it does not know or cannot read.
+#: ``state.max_engines``, an operator command it does not know or cannot read, a class
+#: with no model here, a class other than the engine's and a malformed ``class`` field
+#: (see ``service.classes``).
 PIPELINE_REASONS: tuple[str, ...] = (
-    "decode_failed", "processing_failed", "engine_limit", "bad_command",
+    "decode_failed", "processing_failed", "engine_limit", "bad_command", "unknown_class",
+    "class_mismatch", "bad_class",
 )
 #: Every reason a dead letter can carry.
 REASONS = DECODER_REASONS + PIPELINE_REASONS
 
 _ENGINE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-_TOP_FIELDS = frozenset({"engine_id", "ts", "values", "readings"})
+_TOP_FIELDS = frozenset({"engine_id", "ts", "values", "readings", "class"})
 _READING_FIELDS = frozenset({"ts", "values"})
 # Epoch-millisecond bounds: 2000-01-01 .. 2100-01-01. Anything outside is a unit mistake
 # (seconds or microseconds sent as milliseconds), not a real event time.
@@ -130,6 +133,13 @@ class MessageDecoder:
         What the pipeline calls: no :class:`Reading` objects. Nothing is appended when the
         message is invalid (the same :class:`InvalidMessageError` as :meth:`decode`).
         """
+        doc, engine_id = self.parse(value, key)
+        return self.decode_doc_into(out, doc, engine_id, partition)
+
+    def parse(self, value: bytes | None, key: bytes | None = None) -> tuple[dict[str, Any], str]:
+        """The message's JSON object and its checked engine id (the first half of
+        :meth:`decode_into`, which does not depend on the channels: the class router reads
+        the ``class`` field in between). Raises InvalidMessageError."""
         if not value:
             raise InvalidMessageError("empty", "message has no value")
         if len(value) > self.max_bytes:
@@ -146,6 +156,13 @@ class MessageDecoder:
             extra = len(doc.keys() - _TOP_FIELDS)
             if extra > self.max_extra_fields:
                 raise InvalidMessageError("too_many_fields", f"{extra} unknown fields")
+        return doc, engine_id
+
+    def decode_doc_into(
+        self, out: ReadingColumns, doc: dict[str, Any], engine_id: str, partition: int = 0
+    ) -> int:
+        r"""The second half of :meth:`decode_into`: check a :meth:`parse`\ d message's
+        readings against this decoder's channels and append them to ``out``."""
         if "readings" in doc:
             if "ts" in doc or "values" in doc:
                 raise InvalidMessageError("bad_reading", "both readings and ts/values")

@@ -209,3 +209,28 @@ class CheckpointWriter:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+
+class CheckpointSet:
+    """The checkpoints of every engine class (a file per class, written together): usable
+    for a partition only when every class's file is and they cover the same changelog
+    offset, so a class added since, or one file lost, means a restore from the beginning."""
+
+    def __init__(self, files: dict[str, Checkpoint | None]) -> None:
+        self.files = files
+
+    def offset(self, partition: int) -> int | None:
+        """The changelog offset every class's rows of ``partition`` cover, or None."""
+        offsets = {None if c is None else c.offset(partition) for c in self.files.values()}
+        if len(offsets) != 1:
+            return None
+        return offsets.pop()
+
+    def blocks(
+        self, partition: int
+    ) -> Iterator[tuple[str, list[str], npt.NDArray[np.uint8]]]:
+        """Each class's blocks of ``partition``: (class, engine ids, row table)."""
+        for name, c in self.files.items():
+            if c is not None:
+                for ids, table in c.blocks(partition):
+                    yield name, ids, table

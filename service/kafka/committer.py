@@ -31,6 +31,7 @@ import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from service.classes import ClassStores
 from service.config import KafkaSettings
 from service.domain import AnomalyEvent
 from service.errors import BrokerUnavailableError
@@ -57,8 +58,8 @@ class Pending:
     """Work processed since the last commit began."""
 
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    #: store rows changed and not yet sent to the changelog in this transaction
-    dirty: set[int] = field(default_factory=set)
+    #: store rows changed and not yet sent to the changelog in this transaction, by class
+    dirty: dict[str, set[int]] = field(default_factory=dict)
     #: engines evicted: (engine id, partition); a tombstone each goes to the changelog
     tombstones: list[tuple[str, int]] = field(default_factory=list)
     event_ts_ms: list[int] = field(default_factory=list)
@@ -85,6 +86,17 @@ class Pending:
         if not self.open:
             self.open, self.started = True, time.monotonic()
 
+    def dirty_of(self, class_name: str) -> set[int]:
+        """The changed rows of the store of ``class_name`` (created empty)."""
+        rows = self.dirty.get(class_name)
+        if rows is None:
+            rows = self.dirty[class_name] = set()
+        return rows
+
+    @property
+    def dirty_rows(self) -> int:
+        return sum(len(d) for d in self.dirty.values())
+
 
 @dataclass
 class _Committing:
@@ -103,13 +115,13 @@ class Committer:
     def __init__(
         self,
         settings: KafkaSettings,
-        store: EngineStore,
+        stores: EngineStore | ClassStores,
         metrics: Metrics,
         *,
         on_committed: Callable[[Pending], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.stores = ClassStores.of(stores)
         self.metrics = metrics
         self.on_committed = on_committed
         self.pending = Pending()
@@ -198,7 +210,7 @@ class Committer:
         interval_ms = s.catch_up_commit_interval_ms if catching_up else s.commit_interval_ms
         if time.monotonic() - p.started >= interval_ms / 1000:
             self.commit(consumer, block=False)
-        elif not catching_up and len(p.dirty) >= EAGER_ROWS:
+        elif not catching_up and p.dirty_rows >= EAGER_ROWS:
             self._send_changelog()
 
     def _begin(self) -> None:
@@ -217,24 +229,26 @@ class Committer:
         """Send the current row of every engine changed since the rows were last sent, and
         a tombstone for every engine evicted."""
         assert self.producer is not None
-        p, store, topic = self.pending, self.store, self.settings.changelog_topic
+        p, topic = self.pending, self.settings.changelog_topic
         for engine_id, part in p.tombstones:
             self.producer.send(topic, key=engine_id.encode(), value=None, partition=part)
         p.tombstones.clear()
-        with store.lock:
-            dirty = np.fromiter((s for s in p.dirty if store.ids[s]), dtype=np.intp)
-            # Encoded a block at a time: all rows at once would hold two copies of every
-            # row (table and bytes) next to the producer's, ~55 MB at 10,000 engines.
-            for block in range(0, len(dirty), _ENCODE_BLOCK):
-                slots = dirty[block:block + _ENCODE_BLOCK]
-                for slot, value, part in zip(
-                    slots.tolist(), store.encode_rows(slots), store.partition[slots].tolist(),
-                    strict=True,
-                ):
-                    self.producer.send(
-                        topic, key=store.ids[slot].encode(), value=value, partition=part
-                    )
-        self.rows_sent += len(dirty)
+        for name, rows in p.dirty.items():
+            store = self.stores.by_name[name]
+            with store.lock:
+                dirty = np.fromiter((s for s in rows if store.ids[s]), dtype=np.intp)
+                # Encoded a block at a time: all rows at once would hold two copies of every
+                # row (table and bytes) next to the producer's, ~55 MB at 10,000 engines.
+                for block in range(0, len(dirty), _ENCODE_BLOCK):
+                    slots = dirty[block:block + _ENCODE_BLOCK]
+                    for slot, value, part in zip(
+                        slots.tolist(), store.encode_rows(slots),
+                        store.partition[slots].tolist(), strict=True,
+                    ):
+                        self.producer.send(
+                            topic, key=store.ids[slot].encode(), value=value, partition=part
+                        )
+            self.rows_sent += len(dirty)
         p.dirty.clear()
 
     def commit(self, consumer: KafkaConsumer, *, block: bool = True) -> None:
@@ -331,7 +345,7 @@ class Committer:
         for status, n in work.events.items():
             m.anomaly_events.labels(status).inc(n)
         m.engines_evicted.inc(work.evicted)
-        self.store.committed_seq = max(self.store.committed_seq, work.seq)
+        self.stores.set_committed(work.seq)
         if self.on_committed is not None:
             self.on_committed(work)
 

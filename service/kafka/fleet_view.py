@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, TopicPartition
 
+from service.classes import ClassStores
 from service.config import KafkaSettings
 from service.kafka.clients import changelog_consumer
 from service.kafka.restore import apply_record
-from service.state import F64, EngineStore
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,12 @@ class _Change:
 
 
 class FleetView:
-    """Tails the changelog partitions of other instances into ``store`` until :meth:`stop`."""
+    """Tails the changelog partitions of other instances into ``stores`` (one per engine
+    class) until :meth:`stop`."""
 
-    def __init__(self, settings: KafkaSettings, store: EngineStore, init_score: F64) -> None:
+    def __init__(self, settings: KafkaSettings, stores: ClassStores) -> None:
         self.settings = settings
-        self.store = store
-        self.init_score = init_score
+        self.stores = stores
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -176,7 +176,7 @@ class FleetView:
             released = set(owned if c.released is None else c.released & owned)
             owned = (owned - released) | c.acquired
             if c.acquired:
-                self.store.drop_partitions(set(c.acquired))
+                self.stores.drop_partitions(set(c.acquired))
             if c.rows is not None:
                 for engine_id, value in c.rows:
                     self._apply(engine_id, value)
@@ -209,4 +209,4 @@ class FleetView:
 
     def _apply(self, engine_id: str, value: bytes | None) -> None:
         # A row written by another model is not shown until its owner re-writes it.
-        apply_record(self.store, engine_id, value, self.init_score)
+        apply_record(self.stores, engine_id, value)

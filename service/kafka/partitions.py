@@ -20,13 +20,12 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-import numpy as np
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
+from service.classes import ClassStores
 from service.kafka.session import Session
 from service.metrics import Metrics
-from service.state import EngineStore
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class Partitions:
 
     def __init__(
         self,
-        store: EngineStore,
+        stores: ClassStores,
         metrics: Metrics,
         lock: threading.RLock,
         *,
@@ -61,7 +60,7 @@ class Partitions:
         on_moved: Callable[[set[TopicPartition]], None] | None = None,
         on_restored: Callable[[], None] | None = None,
     ) -> None:
-        self.store = store
+        self.stores = stores
         self.metrics = metrics
         self.lock = lock
         self.ownership = ownership
@@ -151,7 +150,7 @@ class Partitions:
         parts = {tp.partition for tp in partitions}
         if self.ownership is not None and parts:
             self.ownership.released(parts, self._committed_rows(parts) if committed else None)
-        self.store.drop_partitions(parts)  # their gauges go with them
+        self.stores.drop_partitions(parts)  # their gauges go with them
         if self.session is not None:
             self.session.restorer.remove(parts)
             self.session.poller.forget(partitions)
@@ -165,11 +164,7 @@ class Partitions:
 
     def _committed_rows(self, partitions: set[int]) -> list[tuple[str, bytes]]:
         """Changelog values of every engine of ``partitions`` (just committed)."""
-        store = self.store
-        with store.lock:
-            ids = store.engines_of(partitions)
-            slots = np.fromiter((store.index[e] for e in ids), dtype=np.intp, count=len(ids))
-            return list(zip(ids, store.encode_rows(slots), strict=True))
+        return self.stores.committed_rows(partitions)
 
     # -- restore (on the pipeline's thread) ---------------------------------------------------
     def start_restore(self, partitions: set[TopicPartition]) -> None:
@@ -198,11 +193,11 @@ class Partitions:
             session.poller.release(tps)
             if self.ownership is not None:
                 self.ownership.acquired(done)
-            self.metrics.engines_tracked.set(len(self.store))
+            self.metrics.engines_tracked.set(len(self.stores))
             if not self.restoring:
                 took = time.monotonic() - self._restore_began
                 self.metrics.restore_seconds.observe(took)
-                log.info("restored: %d engines in %.3f s; processing", len(self.store), took)
+                log.info("restored: %d engines in %.3f s; processing", len(self.stores), took)
                 if self.on_restored is not None:
                     self.on_restored()
 

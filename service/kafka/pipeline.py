@@ -31,27 +31,28 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
+import numpy.typing as npt
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from service.config import Settings
 from service.domain import AnomalyEvent
+from service.engine_classes import EngineClasses
 from service.errors import BrokerUnavailableError
-from service.ingest import MessageDecoder
 from service.kafka import clients, compat
 from service.kafka.batches import BatchPoller
 from service.kafka.committer import Committer, Pending
 from service.kafka.errors import FailureClass, classify, explain
 from service.kafka.handling import BatchHandler
 from service.kafka.partitions import Listener, OwnershipListener, Partitions
-from service.kafka.restore import Restorer
+from service.kafka.restore import Applied, Restorer
 from service.kafka.security import explain_client_error
 from service.kafka.session import Session
 from service.kafka.topics import ensure_topics
 from service.kafka.upkeep import Upkeep
 from service.metrics import Metrics
 from service.model.tuning import tune_process
-from service.processor import BatchProcessor
 from service.views import status_counts
 
 log = logging.getLogger(__name__)
@@ -69,16 +70,15 @@ class Pipeline:
     def __init__(
         self,
         settings: Settings,
-        decoder: MessageDecoder,
-        processor: BatchProcessor,
+        classes: EngineClasses,
         metrics: Metrics,
         *,
         ownership: OwnershipListener | None = None,
         on_events: Callable[[list[AnomalyEvent]], None] | None = None,
     ) -> None:
         self.settings = settings.kafka
-        self.processor = processor
-        self.store = processor.store
+        self.classes = classes
+        self.stores = classes.stores
         self.metrics = metrics
         self.on_events = on_events
         self.ready = threading.Event()
@@ -86,12 +86,12 @@ class Pipeline:
         self.failure: str | None = None
         # Held while processing; rebalance callbacks and model swaps wait for it.
         self.processing_lock = threading.RLock()
-        self.handler = BatchHandler(settings.kafka, settings.state, decoder, processor, metrics)
+        self.handler = BatchHandler(settings.kafka, settings.state, classes, metrics)
         self.partitions = Partitions(
-            self.store, metrics, self.processing_lock, ownership=ownership,
+            self.stores, metrics, self.processing_lock, ownership=ownership,
             on_moved=self.handler.forget, on_restored=self._refresh_gauges,
         )
-        self.upkeep = Upkeep(settings.kafka, settings.state, self.store, metrics)
+        self.upkeep = Upkeep(settings.kafka, settings.state, self.stores, metrics)
         self._session_: Session | None = None
         #: partitions rolled back, to seek to their committed offsets
         self._rewind: set[TopicPartition] = set()
@@ -187,7 +187,7 @@ class Pipeline:
         s = self.settings
         self._status = f"connecting to Kafka at {s.bootstrap_servers}"
         topics = ensure_topics(s)
-        committer = Committer(s, self.store, self.metrics, on_committed=self._committed)
+        committer = Committer(s, self.stores, self.metrics, on_committed=self._committed)
         committer.start()
         consumer = clients.consumer(
             s, "readings",
@@ -203,8 +203,8 @@ class Pipeline:
             max_partition_fetch_bytes=max(s.max_message_bytes * 2, 1 << 20),
             fetch_max_bytes=max(s.max_message_bytes * 4, 50 << 20),
         )
-        restorer = Restorer(s, self.store, self.processor.scorer.init_state(1)[0],
-                            self.upkeep.load)
+        restorer = Restorer(s, self.stores, self.upkeep.load,
+                            on_rows_of_other_models=self._rows_of_other_models)
         session = Session(consumer, BatchPoller(consumer, s.max_poll_records), committer,
                           restorer, topics)
         self._session_ = session
@@ -259,7 +259,7 @@ class Pipeline:
         """After a failed session: close the clients, forget the uncommitted state (the
         next session restores what was committed) and tell the fleet view."""
         self._close(commit=False)
-        self.store.clear()
+        self.stores.clear()
         if self.partitions.ownership is not None:
             self.partitions.ownership.released(None, None)
 
@@ -299,10 +299,42 @@ class Pipeline:
                   "processing it again message by message", exc, exc_info=exc)
         session.committer.abort()
         assigned = set(self.partitions.assigned or ())
-        self.store.clear()
+        self.stores.clear()
         if assigned:
             self.partitions.start_restore(assigned)  # paused until restored
             self._rewind |= assigned
+
+    def rewrite(self, class_name: str, slots: npt.NDArray[np.intp]) -> None:
+        """Send the rows of ``slots`` to the changelog with the next commit (call with the
+        processing lock held): after a model swap, so the changelog names the new model
+        for every engine and a restore elsewhere re-warms nothing. Without a session, the
+        next restore re-warms them instead (``Placement.REWARM``)."""
+        session = self._session_
+        if session is None or not slots.size:
+            return
+        p = session.committer.pending
+        p.touch()
+        p.dirty_of(class_name).update(slots.tolist())
+
+    def _rows_of_other_models(self, applied: Applied) -> None:
+        """A restore step found rows written by another model than the class's current
+        one (called with the processing lock held, on this thread): re-warm the recurrent
+        state of those of another version with the same layout (as a reload does), count and
+        say which were re-commissioned."""
+        for name, slots in applied.rewarm.items():
+            owner = self.classes.by_name[name]
+            rows = np.asarray(slots, dtype=np.intp)
+            owner.processor.rewarm(rows)
+            self.rewrite(name, rows)  # the changelog then names the model that runs
+            log.info("restored %d engines of class %s whose rows another version of its "
+                     "model wrote; their recurrent state was re-warmed with model %s",
+                     len(slots), name, owner.model.version)
+        for name, n in applied.recommissioned.items():
+            self.metrics.engines_recommissioned.labels(name).inc(n)
+            log.warning("re-commissioned %d engines of class %s: their changelog rows were "
+                        "written by a model of another layout (channels or state) than %s; "
+                        "they start afresh (fresh model state, commissioning again)", n, name,
+                        self.classes.by_name[name].model.version)
 
     def _rewind_to_committed(self, consumer: KafkaConsumer) -> None:
         """Seek the partitions rolled back to their committed offsets (outside the lock)."""
@@ -325,10 +357,14 @@ class Pipeline:
 
     def _refresh_gauges(self) -> None:
         """Fleet-level gauges; the per-engine ones are read at scrape time (EngineCollector)."""
-        m, store = self.metrics, self.store
-        m.engines_tracked.set(len(store))
-        for status, n in status_counts(store, self.processor.statuses).items():
-            m.engines_by_status.labels(str(status)).set(n)
+        m = self.metrics
+        m.engines_tracked.set(len(self.stores))
+        totals: collections.Counter[str] = collections.Counter()
+        for c in self.classes:
+            for st, n in status_counts(c.store, c.processor.statuses).items():
+                totals[str(st)] += n
+        for name, n in totals.items():
+            m.engines_by_status.labels(name).set(n)
 
     # -- broker and group checks ------------------------------------------------------------
     def _check_broker(self, consumer: KafkaConsumer) -> None:

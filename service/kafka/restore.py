@@ -11,15 +11,18 @@ the current format go into the store a batch at a time (``EngineStore.restore_ta
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 
+from service.classes import ClassStores, Placement, place_record
 from service.config import KafkaSettings
-from service.kafka.checkpoint import Checkpoint
+from service.kafka.checkpoint import Checkpoint, CheckpointSet
 from service.kafka.clients import changelog_consumer
 from service.state import F64, EngineStore
 
@@ -27,46 +30,63 @@ log = logging.getLogger(__name__)
 
 
 def apply_record(
-    store: EngineStore, engine_id: str, value: bytes | None, init_score: F64
+    stores: EngineStore | ClassStores, engine_id: str, value: bytes | None,
+    init_score: F64 | None = None, partition: int = 0,
 ) -> str | None:
-    """Apply one changelog record to ``store``: a row restores the engine; a tombstone (empty
-    value) forgets it. A row written with other dimensions (another window length or model)
-    also forgets it, and the reason is returned (None otherwise)."""
-    if not value:
-        store.forget(engine_id)
-        return None
-    try:
-        store.restore_row(engine_id, value, init_score)
-    except ValueError as exc:
-        store.forget(engine_id)
-        return str(exc)
-    return None
+    """Apply one changelog record for display (the fleet view): a row restores the engine
+    into its class's store; a tombstone forgets it. A row that does not fit the class's
+    model (another layout) or names a class with no model here also forgets it, and the
+    reason is returned (None otherwise)."""
+    placed = place_record(ClassStores.of(stores, init_score), engine_id, value, partition,
+                          recommission=False)
+    return placed.why or None
+
+
+@dataclass
+class Applied:
+    """What :func:`apply_records` did beyond restoring rows as they were."""
+
+    skipped: int = 0  #: unusable rows (their engines start afresh)
+    #: class -> rows of another version of its model, restored: re-warm these slots
+    rewarm: dict[str, list[int]] = field(default_factory=dict)
+    #: class -> engines whose rows another layout wrote: re-commissioned
+    recommissioned: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 def apply_records(
-    store: EngineStore, latest: dict[str, bytes | None], init_score: F64
-) -> int:
-    """Apply the latest changelog value of each engine in ``latest`` (None or empty: a
-    tombstone). Rows of the store's own format and size go in with one copy per field;
-    the others one by one through :func:`apply_record`. Returns how many rows were
-    skipped as unusable (their engines start afresh)."""
-    header, size = store.row_header(), store.row_size()
-    fit: list[str] = []
+    stores: ClassStores, latest: dict[str, tuple[int, bytes | None]], applied: Applied
+) -> None:
+    """Apply the latest changelog value of each engine in ``latest`` (engine -> (changelog
+    partition, value); None or empty: a tombstone). Rows of a store's own header and size go
+    in with one copy per field per class; the others one by one through
+    :func:`service.classes.place_record` (rows of another model: re-warmed or
+    re-commissioned, see there). What happened beyond a plain restore goes to ``applied``."""
+    by_header = {(s.row_header(), s.row_size()): s for s in stores}
+    fit: dict[str, list[str]] = {}
     odd: list[str] = []
-    for engine_id, value in latest.items():
-        (fit if value and len(value) == size and value.startswith(header) else odd).append(
-            engine_id
-        )
-    if fit:
-        table = np.frombuffer(b"".join(latest[e] or b"" for e in fit), dtype=np.uint8)
-        store.restore_table(fit, table.reshape(len(fit), size), init_score)
-    skipped = 0
+    for engine_id, (_, value) in latest.items():
+        store = by_header.get((value[: len(stores.default.row_header())], len(value))) \
+            if value else None
+        if store is not None and stores.find(engine_id) in (None, store):
+            fit.setdefault(store.class_name, []).append(engine_id)
+        else:
+            odd.append(engine_id)
+    for name, ids in fit.items():
+        store = stores.by_name[name]
+        size = store.row_size()
+        table = np.frombuffer(b"".join(latest[e][1] or b"" for e in ids), dtype=np.uint8)
+        store.restore_table(ids, table.reshape(len(ids), size), stores.init_scores[name])
     for engine_id in odd:
-        unfit = apply_record(store, engine_id, latest[engine_id], init_score)
-        if unfit is not None:
-            skipped += 1
-            log.warning("changelog record of %s skipped: %s", engine_id, unfit)
-    return skipped
+        partition, value = latest[engine_id]
+        placed = place_record(stores, engine_id, value, partition)
+        if placed.placement is Placement.REWARM and placed.store is not None:
+            applied.rewarm.setdefault(placed.store.class_name, []).append(placed.slot)
+        elif placed.placement is Placement.RECOMMISSIONED and placed.store is not None:
+            applied.recommissioned[placed.store.class_name] += 1
+            log.debug("engine %s re-commissioned: %s", engine_id, placed.why)
+        elif placed.why:
+            applied.skipped += 1
+            log.warning("changelog record of %s skipped: %s", engine_id, placed.why)
 
 
 class Restorer:
@@ -82,14 +102,16 @@ class Restorer:
     def __init__(
         self,
         settings: KafkaSettings,
-        store: EngineStore,
-        init_score: F64,
-        checkpoints: Callable[[], Checkpoint | None] | None = None,
+        stores: ClassStores,
+        checkpoints: Callable[[], CheckpointSet | None] | None = None,
+        *,
+        on_rows_of_other_models: Callable[[Applied], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
-        self.init_score = init_score
+        self.stores = stores
         self.checkpoints = checkpoints
+        #: told after every step that restored rows of another model (re-warm, counts)
+        self.on_rows_of_other_models = on_rows_of_other_models
         self._consumer: KafkaConsumer | None = None
         #: partition -> last stable offset to read up to
         self._ends: dict[int, int] = {}
@@ -161,10 +183,10 @@ class Restorer:
         ends = self._client().end_offsets([self._tp(p) for p in sorted(partitions)])
         return {tp.partition: off for tp, off in ends.items()}
 
-    def _load_checkpoint(self, ckpt: Checkpoint, p: int) -> None:
+    def _load_checkpoint(self, ckpt: CheckpointSet, p: int) -> None:
         n = 0
-        for ids, table in ckpt.blocks(p):
-            self.store.restore_table(ids, table, self.init_score)
+        for name, ids, table in ckpt.blocks(p):
+            self.stores.by_name[name].restore_table(ids, table, self.stores.init_scores[name])
             n += len(ids)
         self.restored_engines += n
 
@@ -186,13 +208,16 @@ class Restorer:
         if not self._ends:
             return set()
         assert self._consumer is not None
-        latest: dict[str, bytes | None] = {}
-        for records in self._consumer.poll(timeout_ms=timeout_ms).values():
+        latest: dict[str, tuple[int, bytes | None]] = {}
+        for tp, records in self._consumer.poll(timeout_ms=timeout_ms).items():
             for rec in records:
-                latest[rec.key.decode()] = rec.value
+                latest[rec.key.decode()] = (tp.partition, rec.value)
         if latest:
-            with self.store.lock:
-                self.skipped += apply_records(self.store, latest, self.init_score)
+            applied = Applied()
+            apply_records(self.stores, latest, applied)
+            self.skipped += applied.skipped
+            if (applied.rewarm or applied.recommissioned) and self.on_rows_of_other_models:
+                self.on_rows_of_other_models(applied)
             self.restored_engines += len(latest)
         done = {p for p, end in self._ends.items()
                 if self._consumer.position(self._tp(p)) >= end}
@@ -226,7 +251,10 @@ def restore_partitions(
     return when done (tools and benchmarks; the pipeline uses :class:`Restorer` step by
     step). Returns the number of engines of those partitions in the store. Raises
     ``TimeoutError`` when the end is not reached within ``timeout_s``."""
-    restorer = Restorer(s, store, init_score, lambda: checkpoint)
+    stores = ClassStores.of(store, init_score)
+    checkpoints = None if checkpoint is None else CheckpointSet({
+        stores.default.class_name: checkpoint})
+    restorer = Restorer(s, stores, lambda: checkpoints)
     try:
         restorer.add(set(partitions))
         deadline = time.monotonic() + timeout_s

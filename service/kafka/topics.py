@@ -26,6 +26,9 @@ CHANGELOG_CONFIG = {
     "segment.ms": "60000",
     "segment.bytes": str(64 << 20),
 }
+#: The control topic (model reloads, service.kafka.control) keeps the latest record per
+#: engine class.
+CONTROL_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 #: Headroom the dead-letter topic gets above the readings' size limit: a dead letter is the
 #: original message plus reason and source headers.
 DEAD_LETTER_HEADROOM = 64 << 10
@@ -129,6 +132,7 @@ def _create_missing(
         s.changelog_topic: (readings, CHANGELOG_CONFIG),
         s.anomalies_topic: (readings, {}),
         s.dead_letter_topic: (1, {"max.message.bytes": str(dlq_bytes)}),
+        s.control_topic: (1, CONTROL_CONFIG),
     }
     isr = {"min.insync.replicas": str(rep.min_insync)}
     new = [
@@ -173,3 +177,25 @@ def _partition_counts(admin: KafkaAdminClient) -> dict[str, int]:
         for t in admin.describe_topics()
         if not t.get("error_code")
     }
+
+
+def ensure_control_topic(s: KafkaSettings) -> None:
+    """Create the control topic when it is missing (and ``kafka.create_topics``): the
+    control reader starts before the pipeline creates the other topics."""
+    if not s.create_topics:
+        return
+    admin = clients.admin(s, "control-admin")
+    try:
+        if s.control_topic in _partition_counts(admin):
+            return
+        rep = replication(s, _broker_count(admin))
+        try:
+            admin.create_topics([NewTopic(
+                s.control_topic, 1, rep.factor,
+                topic_configs={**CONTROL_CONFIG, "min.insync.replicas": str(rep.min_insync)},
+            )])
+            log.info("created topic %s", s.control_topic)
+        except TopicAlreadyExistsError:
+            pass
+    finally:
+        admin.close()

@@ -153,3 +153,42 @@ def test_instance_id_defaults_to_host_and_port_and_an_explicit_one_wins() -> Non
     assert load_settings(api={"port": 0}).kafka.instance_id == f"{host}-pid{os.getpid()}"
     explicit = load_settings(kafka={"instance_id": "vibewatch-2"}, api={"port": 8001})
     assert explicit.kafka.instance_id == "vibewatch-2"
+
+
+@pytest.mark.parametrize(
+    ("classes", "setting"),
+    [
+        ([{"name": "pump", "artifact_dir": "/no/such/dir"}], "model.classes.0.artifact_dir"),
+        ([{"name": "pump", "artifact_dir": ".", "id_pattern": "pump-("}],
+         "model.classes.0.id_pattern"),
+        ([{"name": "Pump!", "artifact_dir": "."}], "model.classes.0.name"),
+        ([{"name": "pump", "artifact_dir": "."}, {"name": "pump", "artifact_dir": "."}],
+         "model.classes.1.name"),
+        ([{"name": "default", "artifact_dir": "."}], "model.classes.0.name"),
+        ([{"name": "pump"}], "model.classes.0.artifact_dir"),
+    ],
+)
+def test_bad_class_settings_are_named(classes: list[dict[str, str]], setting: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(model={"classes": classes})
+    assert info.value.setting == setting
+
+
+def test_classes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("VIBEWATCH_MODEL__CLASSES",
+                       f'[{{"name": "pump", "artifact_dir": "{tmp_path}", '
+                       '"id_pattern": "pump-.*"}]')
+    s = load_settings()
+    assert [(c.name, c.artifact_dir, c.id_pattern) for c in s.model.classes] == [
+        ("pump", tmp_path, "pump-.*")]
+    assert s.model.default_class == "default"
+
+
+def test_an_unusable_class_artifact_is_named_at_start_up(tmp_path: Path) -> None:
+    from service.runtime import Runtime
+
+    settings = load_settings(model={"classes": [{"name": "pump", "artifact_dir": tmp_path}]})
+    with pytest.raises(ConfigError) as info:
+        Runtime(settings)
+    assert info.value.setting == "model.classes.0.artifact_dir"
+    assert "manifest" in str(info.value)

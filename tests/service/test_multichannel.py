@@ -66,9 +66,11 @@ def test_a_multichannel_fault_is_alarmed_once_and_attributed(kafka_bootstrap: st
         producer.close()
 
         def done() -> dict[str, Any] | None:
+            # committed: the anomalies topic (read_committed) and the log line have them
             code, doc = service.get("/engines/pump-1")
-            ok = code == 200 and doc["readings"] == TICKS
-            return doc if ok and service.get("/engines/pump-2")[1]["readings"] == TICKS else None
+            ok = code == 200 and doc["readings"] == TICKS and doc["committed"]
+            other = service.get("/engines/pump-2")[1]
+            return doc if ok and other["readings"] == TICKS and other["committed"] else None
 
         one = wait_for(done, 120, "both engines' readings")
         assert one["status"] == "alarm"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.state import EngineStore
+from service.state import EngineStore, row_identity
 
 
 def _store(window: int = 4) -> EngineStore:
@@ -92,11 +92,18 @@ def test_window_timestamps_are_exact_across_the_uint32_wrap() -> None:
     assert store.ring_ts.dtype == np.uint32
 
 
+def _v3_record(store: EngineStore, slot: int) -> bytes:
+    """The VWS3 layout of ``slot``: VWS4's fields after the header of the formats before it
+    (magic and four dimensions; no class, no model fingerprints)."""
+    v4 = store.encode_row(slot)
+    return b"VWS3" + v4[4:12] + v4[len(store.row_header()):]
+
+
 def _without_scored_pred(store: EngineStore, slot: int) -> tuple[bytes, int]:
     """The VWS2 layout of ``slot`` (no ``scored_pred``) and where its window timestamps
     start."""
-    v3 = store.encode_row(slot)
-    head = 12  # _HEADER.size
+    v3 = _v3_record(store, slot)
+    head = 12  # the header before VWS4
     ts_off = head + store.model_state[slot].nbytes + store.ring[slot].nbytes
     pred_off = (ts_off + store.ring_ts[slot].nbytes + 8 + 8 + store.last_pred[slot].nbytes)
     v2 = b"VWS2" + v3[4:pred_off] + v3[pred_off + store.scored_pred[slot].nbytes :]
@@ -114,19 +121,24 @@ def _v1_record(store: EngineStore, slot: int) -> bytes:
     return b"VWS1" + v2[4:off] + wide.tobytes() + v2[off + store.ring_ts[slot].nbytes :]
 
 
-@pytest.mark.parametrize("version", ["VWS1", "VWS2"])
+@pytest.mark.parametrize("version", ["VWS1", "VWS2", "VWS3"])
 def test_restore_reads_the_previous_record_formats(version: str) -> None:
     a = _store(window=4)
     slots, _ = a.slots_for(["x"], [1], np.zeros(2))
     for t in range(6):
         a.push(slots, np.full((1, 2), float(t)), np.array([1_795_608_000_000 + t * 1000]))
     slot = int(slots[0])
-    record = _v1_record(a, slot) if version == "VWS1" else _without_scored_pred(a, slot)[0]
+    record = {"VWS1": _v1_record, "VWS3": _v3_record}.get(
+        version, lambda s, i: _without_scored_pred(s, i)[0])(a, slot)
+    assert record[:4] == version.encode()
     b = _store(window=4)
     b.restore_row("x", record, np.zeros(2))
-    # everything but the field the older formats lack
-    assert b.encode_row(b.index["x"]) == a.encode_row(slot)
-    assert np.isnan(b.scored_pred[b.index["x"]]).all()
+    if version == "VWS3":  # the same fields: the row comes back bit for bit
+        assert b.encode_row(b.index["x"]) == a.encode_row(slot)
+    else:  # everything but the field the older formats lack
+        a.scored_pred[slot] = np.nan
+        assert b.encode_row(b.index["x"]) == a.encode_row(slot)
+    assert row_identity(record).class_name is None  # the default class's, by definition
 
 
 def test_restore_table_equals_restore_row() -> None:
@@ -158,4 +170,4 @@ def test_restore_rejects_an_unknown_record_format() -> None:
     with pytest.raises(ValueError, match="format b'VWS9' is not one this version reads"):
         _store().restore_row("x", record, np.zeros(2))
     with pytest.raises(ValueError, match="truncated"):
-        _store().restore_row("x", a.encode_row(int(slots[0]))[:40], np.zeros(2))
+        _store().restore_row("x", a.encode_row(int(slots[0]))[:70], np.zeros(2))

@@ -100,7 +100,7 @@ def _handled(committer: Committer, slots: range, offset: int, age_s: float = 0.0
     p = committer.pending
     if not p.open or age_s:
         p.open, p.started = True, time.monotonic() - age_s
-    p.dirty |= set(slots)
+    p.dirty_of("default").update(slots)
     p.offsets[TopicPartition("r", 0)] = offset
     p.readings["processed"] += len(slots)
 
