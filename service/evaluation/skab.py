@@ -103,6 +103,12 @@ MODELS: dict[str, PredictorSpec] = {
     # the deviation of every sensor from its commissioning baseline (an EWMA level at rate
     # 0 predicts the first standardised reading, 0, forever)
     "baseline": PredictorSpec("ewma", level_rate=0.0, standardise=True),
+    # the same deviations beside each sensor's change, its departure from its own level
+    # of the last ~10 s (an EWMA at 10 % per reading), scored as channels of their own: a
+    # valve closing is a fast change, while a slow thermal drift left over after a fault
+    # has ended fades from it
+    "baseline+change": PredictorSpec("ewma", level_rate=0.0, standardise=True,
+                                     change_rate=0.1),
     # the evaluate labeled default: an EWMA level at 1 % per reading
     "ewma": PredictorSpec("ewma", level_rate=0.01, standardise=True),
     # the shipped LSTM trained on the anomaly-free run, fed each run in its own scale
