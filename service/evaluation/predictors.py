@@ -82,6 +82,21 @@ def standardise_online(
     return np.clip(out, -50.0, 50.0)
 
 
+def with_changes(z: F64, rate: float) -> F64:
+    """``z`` ``(T, C)`` beside each channel's change: its departure from its own recent
+    level, an EWMA at ``rate`` per reading of the readings *before* it (0 for the first).
+    ``(T, 2C)``: the levels, then the changes. A level departure that stays (a thermal
+    drift left over after a fault) fades from the change within about ``1/rate`` readings;
+    a fast change (a valve closing) shows in it at once."""
+    x = np.asarray(z, dtype=np.float64)
+    change = np.zeros_like(x)
+    level = x[0].copy()
+    for t in range(1, x.shape[0]):
+        change[t] = x[t] - level
+        level = level + rate * (x[t] - level)
+    return np.concatenate([x, change], axis=1)
+
+
 def to_model_units(z: F64, model: _Scaler) -> F64:
     """Standardised values in the model's raw units (so the model sees its scaled range)."""
     out: F64 = np.asarray(model.unscale(z), dtype=np.float64)

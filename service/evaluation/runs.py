@@ -19,7 +19,12 @@ import numpy as np
 import numpy.typing as npt
 
 from service.config import DEFAULT_ARTIFACT, ScoringSettings
-from service.evaluation.predictors import PREDICTORS, make_predictor, standardise_online
+from service.evaluation.predictors import (
+    PREDICTORS,
+    make_predictor,
+    standardise_online,
+    with_changes,
+)
 from service.evaluation.stream import Residuals, Trace, replay, stream
 from service.scoring import EngineScoring
 
@@ -53,6 +58,9 @@ class PredictorSpec:
     #: with ``standardise``: freeze the statistics after this many readings (a per-engine
     #: healthy baseline), 0 = never
     freeze_after: int = 0
+    #: > 0: every channel is also seen as its change, its departure from an EWMA of its
+    #: recent readings at this rate (``predictors.with_changes``; twice the channels)
+    change_rate: float = 0.0
 
     def describe(self) -> str:
         """One line naming the predictor and its settings."""
@@ -114,6 +122,8 @@ def _prepare(spec: PredictorSpec, recs: Sequence[Recording]) -> list[FloatArray]
     if spec.standardise:
         freeze = spec.freeze_after or None
         series = [standardise_online(s, freeze_after=freeze) for s in series]
+    if spec.change_rate > 0:
+        series = [with_changes(s, spec.change_rate) for s in series]
     return series
 
 

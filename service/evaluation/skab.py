@@ -14,9 +14,10 @@ every model is stepped once per run and every candidate replays its residuals
 (``runs.record``/``runs.score``). The runs are grouped by fault type, from their file names
 (:func:`fault_type`). For each fault type the candidate is chosen on the runs of the other
 types and scored on that type's runs; the headline is the held-out flags of all types
-pooled. The choice on a training set is lexicographic: the fewest of issue 13's three
-targets missed (F1 >= 0.80, FAR <= 10 %, MAR <= 25 %), then the highest F1, then the grid's
-order. The candidate chosen on all runs is reported beside it as in-sample. The service's
+pooled. The choice on a training set counts each fault type once (:func:`choose`): the
+highest mean over its types of their F1, then the lowest mean false-alarm rate, then the
+grid's order. The candidate chosen on all runs is reported beside it as in-sample, both
+against issue 13's targets (F1 >= 0.80, FAR <= 10 %, MAR <= 25 %). The service's
 ``ScoringSettings`` defaults are not touched: this choice is SKAB's own record
 (``skab_selection.json``, written by ``--record``).
 
@@ -102,6 +103,12 @@ MODELS: dict[str, PredictorSpec] = {
     # the deviation of every sensor from its commissioning baseline (an EWMA level at rate
     # 0 predicts the first standardised reading, 0, forever)
     "baseline": PredictorSpec("ewma", level_rate=0.0, standardise=True),
+    # the same deviations beside each sensor's change, its departure from its own level
+    # of the last ~10 s (an EWMA at 10 % per reading), scored as channels of their own: a
+    # valve closing is a fast change, while a slow thermal drift left over after a fault
+    # has ended fades from it
+    "baseline+change": PredictorSpec("ewma", level_rate=0.0, standardise=True,
+                                     change_rate=0.1),
     # the evaluate labeled default: an EWMA level at 1 % per reading
     "ewma": PredictorSpec("ewma", level_rate=0.01, standardise=True),
     # the shipped LSTM trained on the anomaly-free run, fed each run in its own scale
@@ -233,12 +240,28 @@ def missed(p: PointScores) -> int:
             + int(not p.missed_alarm_rate <= TARGET_MAR))
 
 
+def _or0(v: float) -> float:
+    return v if v == v else 0.0
+
+
 def choose(o: Outcomes, train: Sequence[int]) -> int:
-    """The candidate chosen on runs ``train``: fewest targets missed, then the highest F1,
-    then the first in the grid."""
-    def key(c: int) -> tuple[int, float, int]:
-        p = o.pooled(c, train)
-        return missed(p), -(p.f1 if p.f1 == p.f1 else 0.0), c
+    """The candidate chosen on runs ``train``, each fault type counting once: the highest
+    mean over the training types of their F1 (each type's runs pooled), then the lowest
+    mean false-alarm rate, then the first in the grid.
+
+    Per type rather than per row because a fold is scored on a fault type it has not seen:
+    pooled rows let the most frequent type decide (valve1 has 16 of the 22 runs), and with
+    valve1 held out the pooled F1 of the six other runs favoured a candidate that misses
+    most valve faults. Counting targets missed first, as the first version did, made the
+    choice jump at the target thresholds on a handful of runs."""
+    types = [fault_type(o.runs[i].name) for i in train]
+    groups = [[i for i, t in zip(train, types, strict=True) if t == k]
+              for k in dict.fromkeys(sorted(types))]
+
+    def key(c: int) -> tuple[float, float, int]:
+        per_type = [o.pooled(c, g) for g in groups]
+        return (-float(np.mean([_or0(p.f1) for p in per_type])),
+                float(np.mean([_or0(p.false_alarm_rate) for p in per_type])), c)
 
     return min(range(len(o.candidates)), key=key)
 

@@ -46,23 +46,45 @@ def _scored(s: LabeledSeries, right: bool) -> Scored:
 
 
 def test_every_fault_type_is_scored_with_settings_chosen_on_the_others() -> None:
-    """Candidate 0 is right on valve1 only, candidate 1 on the other types only; valve1
-    has more runs, so on everything 0 wins, but held out every type gets the other's."""
+    """Candidate 0 is right on valve1 only, candidate 1 on the two other types only. Each
+    type counts once, so on everything 1 wins although valve1's three runs give 0 the
+    better pooled F1; held out every type gets a candidate that is wrong on it."""
     runs = [_series(f"valve1_{k}.csv") for k in range(3)] + [
         _series("other_5.csv"), _series("other_13.csv")]
     cands = skab.GRIDS["quick"]
     files = [[_scored(s, s.name.startswith("valve1")) for s in runs],
              [_scored(s, not s.name.startswith("valve1")) for s in runs]]
     o = skab.Outcomes(runs, 0, list(cands), files)
-    assert skab.choose(o, range(len(runs))) == 0
+    everything = range(len(runs))
+    assert o.pooled(0, everything).f1 > o.pooled(1, everything).f1
+    assert skab.choose(o, everything) == 1
     report = skab.select(o)
     folds = report["held_out"]["folds"]
-    assert folds["valve1"]["candidate"] == 1 and folds["imbalance"]["candidate"] == 0
-    assert folds["cavitation"]["candidate"] == 0
+    assert folds["valve1"]["candidate"] == 1
+    # trained on valve1 and one other type, both candidates are right on one of the two:
+    # equal F1 and FAR, the grid's order decides
+    assert folds["imbalance"]["candidate"] == folds["cavitation"]["candidate"] == 0
     # every held-out run was scored with the wrong candidate: nothing right held out
     assert report["held_out"]["pooled"]["f1"] == 0.0
-    assert report["in_sample"]["candidate"] == 0
-    assert report["in_sample"]["pooled"]["missed_alarm_rate"] == pytest.approx(0.4)
+    assert report["in_sample"]["candidate"] == 1
+    assert report["in_sample"]["pooled"]["missed_alarm_rate"] == pytest.approx(0.6)
+
+
+def test_equal_f1_is_broken_by_the_lower_false_alarm_rate() -> None:
+    """Candidate 0 flags every row (F1 2/3 with every normal row flagged), candidate 1 half
+    the anomalous rows and nothing else (F1 2/3, no false alarm): 1 is chosen."""
+    n = 20
+    labels = np.zeros(n, dtype=bool)
+    labels[10:] = True
+    runs = [LabeledSeries(name, ("x",), np.zeros((n, 1)), np.arange(n, dtype=np.int64),
+                          labels) for name in ("valve1_0.csv", "other_5.csv")]
+    every = np.full(n, 3, dtype=np.int8)
+    half = np.where(np.arange(n) >= 15, 3, 1).astype(np.int8)
+    files = [[Scored(r.name, 0, labels, every) for r in runs],
+             [Scored(r.name, 0, labels, half) for r in runs]]
+    o = skab.Outcomes(runs, 0, list(skab.GRIDS["quick"]), files)
+    assert o.pooled(0, [0]).f1 == pytest.approx(o.pooled(1, [0]).f1)
+    assert skab.choose(o, [0, 1]) == 1
 
 
 def test_targets_missed() -> None:
