@@ -71,6 +71,10 @@ def test_engine_views_say_their_class_and_its_model(client: TestClient,
     assert by_id["b-0"]["class"] == "default" and set(by_id["b-0"]["values"]) == {"vibration"}
     one = client.get("/engines/pump-0").json()
     assert one["class"] == "pump" and len(one["predicted"]) == 8
+    # contributions come from the pump class's own scoring, named by its channels
+    assert set(one["contributions"]) <= set(PUMP_CHANNELS) and one["contributions"]
+    assert 0.92 < sum(one["contributions"].values()) <= 1.0001  # shares < 0.01 left out
+    assert client.get("/engines/b-0").json()["contributions"] == {"vibration": 1.0}
     history = client.get("/engines/pump-0/history", params={"limit": 2}).json()
     assert set(history["points"][0]["values"]) == set(PUMP_CHANNELS)
 
