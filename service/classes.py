@@ -23,11 +23,11 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
 
 import numpy as np
 
 from service.errors import InvalidMessageError
+from service.processor import StepModel
 from service.state import F64, FINGERPRINT_BYTES, EngineStore, row_identity
 
 #: What a message's "class" field may hold (as ``service.config.CLASS_NAME``).
@@ -36,18 +36,7 @@ CLASS_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 _CACHE_LIMIT = 1_000_000
 
 
-class ModelLike(Protocol):
-    @property
-    def version(self) -> str: ...
-
-    @property
-    def channels(self) -> tuple[str, ...]: ...
-
-    @property
-    def state_size(self) -> int: ...
-
-
-def layout_fingerprint(model: ModelLike) -> bytes:
+def layout_fingerprint(model: StepModel) -> bytes:
     """What a row's window and recurrent state mean: the channel names (in order) and the
     state size. Rows of two models with the same layout can be re-warmed from one to the
     other; rows of another layout cannot."""
@@ -55,7 +44,7 @@ def layout_fingerprint(model: ModelLike) -> bytes:
     return hashlib.sha256(b"layout\x1e" + text.encode()).digest()[:FINGERPRINT_BYTES]
 
 
-def model_fingerprint(model: ModelLike) -> bytes:
+def model_fingerprint(model: StepModel) -> bytes:
     """The model itself: its version (unique per training run) and its layout."""
     text = f"{model.version}\x1e".encode() + layout_fingerprint(model)
     return hashlib.sha256(text).digest()[:FINGERPRINT_BYTES]
